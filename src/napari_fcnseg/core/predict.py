@@ -1,0 +1,231 @@
+"""Tiled inference on 2D images and 3D stacks.
+
+The image is processed slice by slice and, within a slice, in overlapping tiles sent to the
+network in batches; tile predictions are blended with weights that ramp down over the overlap,
+so there are no seams. Peak memory depends on the tile size and the batch, not on the number of
+slices: :func:`predict_slices` hands each slice's probabilities to the caller as soon as it is
+done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..io.images import check_pixels
+from ..model.checkpoint import SegmentationModel
+from .axes import Layout, infer_layout, to_zyxc
+from .device import resolve_device
+from .normalize import normalize_slice, percentile_bounds
+from .progress import Progress
+from .tiling import TileGrid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 64
+DEFAULT_BATCH = 4
+
+
+@dataclass
+class SlicePrediction:
+    """Class probabilities of one Z slice, shaped (K, Y, X)."""
+
+    index: int
+    probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image checked against a model and viewed as (Z, Y, X, C)."""
+
+    stack: np.ndarray
+    layout: Layout
+    shape: tuple[int, ...]
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape of the labels: (Y, X) or (Z, Y, X)."""
+        return self.layout.spatial_shape(self.shape)
+
+
+def prepare_image(
+    image: np.ndarray, channels: int, axes: str | None = None, source: str = "image"
+) -> PreparedImage:
+    """Check an image for a model with ``channels`` input channels and view it as (Z, Y, X, C).
+
+    A single-channel image given to a multichannel model is repeated over the channels.
+    """
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    shape = tuple(int(s) for s in image.shape)
+    layout = infer_layout(shape, axes, channels)
+    if np.dtype(image.dtype).kind not in "uif":
+        raise InputError(
+            f"{source}: pixel type {image.dtype} is not supported; use integer or float images"
+        )
+    stack = to_zyxc(image, layout)
+    c = stack.shape[-1]
+    if c != channels:
+        if c == 1:
+            stack = np.broadcast_to(stack, (*stack.shape[:3], channels))
+        else:
+            raise InputError(
+                f"{source} has {c} channels but the model expects {channels}; pick a model "
+                f"trained on {c}-channel images, or give the image as {channels} channel(s)"
+            )
+    return PreparedImage(stack, layout, shape)
+
+
+def predict_slices(
+    model: SegmentationModel,
+    image: np.ndarray,
+    *,
+    axes: str | None = None,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int = DEFAULT_BATCH,
+    device: str | torch.device = "auto",
+) -> Generator[Progress | SlicePrediction, None, None]:
+    """Predict class probabilities slice by slice.
+
+    Yields :class:`Progress` after every batch of tiles and a :class:`SlicePrediction` when a
+    slice is complete. Closing the generator stops the work before the next batch.
+
+    Parameters
+    ----------
+    model
+        The network, with its description (channels, normalisation).
+    image
+        YX, YXC, ZYX or ZYXC array (or any layout named by ``axes``), integer or float.
+    axes
+        Names of the image's axes when they cannot be inferred.
+    tile
+        Largest tile side in pixels; a CUDA out-of-memory error halves it and carries on.
+    overlap
+        Pixels shared by neighbouring tiles, blended with ramped weights.
+    batch
+        Tiles per forward pass.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    """
+    if tile < 1 or batch < 1 or overlap < 0:
+        raise InputError(f"tile ({tile}) and batch ({batch}) must be >= 1 and overlap >= 0")
+    prepared = prepare_image(image, model.info.in_channels, axes)
+    stack = prepared.stack
+    lo, hi = percentile_bounds(stack, model.info.normalization)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    multiple = model.required_multiple
+    depth, height, width = stack.shape[:3]
+    grid = TileGrid.plan(height, width, tile, overlap, multiple)
+    done = 0
+    for z in range(depth):
+        while True:
+            total = done + (depth - z) * len(grid)
+            try:
+                probs = yield from _predict_slice(model, stack[z], lo, hi, grid, batch, dev, done, total)
+                break
+            except torch.OutOfMemoryError:
+                # Raised by CUDA (and MPS) allocators; the slice is redone with smaller tiles.
+                if max(grid.tile_h, grid.tile_w) <= 2 * multiple:
+                    raise InputError(
+                        f"out of {dev.type} memory even with {grid.tile_h}x{grid.tile_w} px "
+                        "tiles; use --device cpu or close other programs using the GPU"
+                    ) from None
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                tile = max(grid.tile_h, grid.tile_w) // 2
+                grid = TileGrid.plan(height, width, tile, overlap, multiple)
+                message = f"{dev.type} out of memory: tile size halved to {tile} px, carrying on"
+                log.warning(message)
+                yield Progress(done, done + (depth - z) * len(grid), message)
+        done += len(grid)
+        yield SlicePrediction(z, probs)
+
+
+def _predict_slice(
+    model: SegmentationModel,
+    slice_yxc: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    grid: TileGrid,
+    batch: int,
+    device: torch.device,
+    done: int,
+    total: int,
+) -> Generator[Progress, None, np.ndarray]:
+    slice_yxc = np.asarray(slice_yxc)
+    check_pixels(slice_yxc, "image")
+    chw = normalize_slice(slice_yxc, lo, hi)
+    pad_h, pad_w = grid.padded_shape()
+    pad = ((0, 0), (0, pad_h - grid.height), (0, pad_w - grid.width))
+    if pad_h > grid.height or pad_w > grid.width:
+        chw = np.pad(chw, pad, mode="reflect" if min(grid.height, grid.width) > 1 else "edge")
+    k = model.info.num_classes
+    accum = np.zeros((k, pad_h, pad_w), dtype=np.float32)
+    weight_sum = np.zeros((pad_h, pad_w), dtype=np.float32)
+    origins = grid.origins
+    th, tw = grid.tile_h, grid.tile_w
+    for start in range(0, len(origins), batch):
+        chunk = origins[start : start + batch]
+        tiles = np.stack([chw[:, y : y + th, x : x + tw] for y, x in chunk])
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(tiles).to(device))
+            probs = torch.softmax(logits, dim=1).float().cpu().numpy()
+        for (y, x), p in zip(chunk, probs):
+            w = grid.weights(y, x)
+            accum[:, y : y + th, x : x + tw] += p * w
+            weight_sum[y : y + th, x : x + tw] += w
+        yield Progress(done + start + len(chunk), total, f"{done + start + len(chunk)}/{total} tiles")
+    return accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
+
+
+def predict_probabilities(
+    model: SegmentationModel,
+    image: np.ndarray,
+    *,
+    axes: str | None = None,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch: int = DEFAULT_BATCH,
+    device: str | torch.device = "auto",
+    out: np.ndarray | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Predict class probabilities for a whole image or stack.
+
+    A generator: it yields :class:`Progress` and returns probabilities shaped (K, Y, X) for a 2D
+    image or (K, Z, Y, X) for a stack (float32, summing to 1 over K). Pass ``out`` (for example
+    a memory-mapped or zarr array of that shape) to keep the result off the heap.
+    See :func:`predict_slices` for the parameters.
+    """
+    prepared = prepare_image(image, model.info.in_channels, axes)
+    spatial = prepared.spatial_shape
+    k = model.info.num_classes
+    if out is None:
+        out = np.zeros((k, *spatial), dtype=np.float32)
+    elif tuple(out.shape) != (k, *spatial):
+        raise InputError(f"out has shape {tuple(out.shape)}, expected {(k, *spatial)}")
+    for event in predict_slices(
+        model, image, axes=axes, tile=tile, overlap=overlap, batch=batch, device=device
+    ):
+        if isinstance(event, SlicePrediction):
+            if prepared.layout.is_stack:
+                out[:, event.index] = event.probabilities
+            else:
+                out[...] = event.probabilities
+        else:
+            yield event
+    return out
+
+
+def probabilities_to_labels(probabilities: np.ndarray) -> np.ndarray:
+    """Most probable class per pixel (0 = background), as uint8 or uint16."""
+    from ..io.labels import labels_dtype
+
+    return np.argmax(probabilities, axis=0).astype(labels_dtype(probabilities.shape[0]))

@@ -1,0 +1,84 @@
+"""Atomic, no-clobber file writes.
+
+Every file the plugin writes goes through :func:`atomic_output`: the content is written to a
+temporary file in the destination folder, flushed to disk, and only then moved into place, so a
+crash or Ctrl-C never leaves a half-written file under the final name. Without ``overwrite`` the
+move uses a hard link, which fails atomically when the destination already exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import OutputExistsError
+
+
+def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Raise :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} already exists; pass --overwrite (or overwrite=True) to replace it, "
+            "or choose another output folder"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write to; move it to ``path`` when the block succeeds.
+
+    The temporary file is removed if the block raises (including ``KeyboardInterrupt``).
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` exists and ``overwrite`` is false (checked before and at the final move).
+    """
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    try:
+        yield tmp
+        _fsync(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_no_clobber(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _move_no_clobber(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{path} appeared while it was being written; nothing was overwritten. "
+            "Pass --overwrite to replace it."
+        ) from None
+    except OSError:
+        # File systems without hard links: check, then rename (a small race remains).
+        check_writable(path, overwrite=False)
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

@@ -1,0 +1,119 @@
+"""Reading and writing label images (0 = background, 1..K = classes) as compressed TIFF."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .atomic import atomic_output
+from .images import PLAIN_SUFFIXES, TIFF_SUFFIXES
+
+
+def labels_dtype(num_classes: int) -> np.dtype:
+    """``uint8`` when labels 0..num_classes-1 fit in it, else ``uint16``."""
+    if num_classes > 65536:
+        raise InputError(f"{num_classes} classes do not fit in 16-bit labels")
+    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def write_labels(
+    path: str | os.PathLike[str],
+    labels: np.ndarray,
+    *,
+    overwrite: bool = False,
+    class_names: list[str] | None = None,
+) -> Path:
+    """Write a YX or ZYX label image as zlib-compressed TIFF, atomically."""
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3) or labels.dtype.kind not in "ui":
+        raise InputError(
+            f"labels must be a 2D or 3D integer array; got {labels.ndim}D {labels.dtype}"
+        )
+    return write_label_pages(
+        path,
+        iter(labels) if labels.ndim == 3 else iter([labels]),
+        shape=labels.shape,
+        dtype=labels.dtype,
+        overwrite=overwrite,
+        class_names=class_names,
+    )
+
+
+def write_label_pages(
+    path: str | os.PathLike[str],
+    pages: Iterable[np.ndarray],
+    *,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    overwrite: bool = False,
+    class_names: list[str] | None = None,
+) -> Path:
+    """Write labels page by page as they are produced, so a stack is never held in memory.
+
+    ``pages`` yields one (Y, X) array per Z slice (one page for a 2D image). The file appears under
+    its final name only once every page is written.
+    """
+    import tifffile
+
+    axes = "ZYX" if len(shape) == 3 else "YX"
+    metadata: dict[str, object] = {"axes": axes}
+    if class_names:
+        metadata["class_names"] = list(class_names)
+    page_shape = tuple(shape[-2:])
+    checked = (_checked_page(p, page_shape, dtype) for p in pages)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(
+            tmp,
+            data=checked,
+            shape=tuple(shape),
+            dtype=np.dtype(dtype),
+            compression="zlib",
+            photometric="minisblack",
+            metadata=metadata,
+        )
+    return Path(path)
+
+
+def _checked_page(page: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    page = np.asarray(page)
+    if page.shape != shape:
+        raise InputError(f"label page shaped {page.shape}, expected {shape}")
+    return page.astype(dtype, copy=False)
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label image (TIFF or PNG) as an integer array shaped YX or ZYX."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such label file; check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            labels = tifffile.imread(path)
+        elif suffix in PLAIN_SUFFIXES:
+            from skimage import io as skio
+
+            labels = skio.imread(path)
+        else:
+            raise InputError(f"{path}: labels must be TIFF or PNG, not {suffix!r}")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read labels (truncated or corrupt?): {exc}") from None
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "ui":
+        if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
+            labels = labels.astype(np.int64)
+        else:
+            raise InputError(f"{path}: labels must be integers, got {labels.dtype}")
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and suffix in PLAIN_SUFFIXES:
+        raise InputError(f"{path}: labels are a colour image; save them as single-channel labels")
+    if labels.ndim not in (2, 3):
+        raise InputError(f"{path}: labels must be YX or ZYX, got shape {labels.shape}")
+    return labels

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+from skimage import io as skio
+
+from napari_fcnseg.cli import main
+from napari_fcnseg.io.labels import write_labels
+from tests.conftest import make_tiny_model
+
+
+@pytest.fixture
+def rgb_jpeg(tmp_path, rng):
+    path = tmp_path / "in" / "scan.jpg"
+    path.parent.mkdir()
+    skio.imsave(path, (rng.random((70, 90, 3)) * 255).astype(np.uint8), check_contrast=False)
+    return path
+
+
+@pytest.fixture
+def tiff_stack(tmp_path, rng):
+    path = tmp_path / "in" / "stack.tif"
+    path.parent.mkdir(exist_ok=True)
+    data = (rng.random((4, 50, 60, 3)) * 4000).astype(np.uint16)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZYXS"})
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "napari_fcnseg", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_predict_rgb_jpeg_and_stack(tmp_path, rgb_jpeg, tiff_stack, tiny_model_file):
+    out = tmp_path / "out"
+    result = _run("predict", str(rgb_jpeg), str(tiff_stack), "--out", str(out),
+                  "--model", str(tiny_model_file), "--device", "cpu", "--tile", "32")
+    assert result.returncode == 0, result.stderr
+    labels2d = tifffile.imread(out / "scan_labels.tif")
+    stack = tifffile.imread(out / "stack_labels.tif")
+    assert labels2d.shape == (70, 90) and labels2d.dtype == np.uint8
+    assert stack.shape == (4, 50, 60) and stack.dtype == np.uint8
+    assert set(np.unique(stack)) <= {0, 1}
+    assert "%" in result.stderr  # tqdm progress bar on stderr
+    assert result.stdout == ""
+
+
+def test_existing_output_needs_overwrite(tmp_path, rgb_jpeg, tiny_model_file, capsys):
+    out = tmp_path / "out"
+    args = ["predict", str(rgb_jpeg), "--out", str(out), "--model", str(tiny_model_file)]
+    assert main(args) == 0
+    before = (out / "scan_labels.tif").read_bytes()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "scan_labels.tif").read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+
+
+def _one_line_error(capsys, args, expected):
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("fcnseg: error:"), err
+    assert expected in err[0]
+    assert "Traceback" not in err[0]
+
+
+def test_error_missing_file(tmp_path, tiny_model_file, capsys):
+    _one_line_error(capsys, ["predict", str(tmp_path / "none.tif"), "--out", str(tmp_path),
+                             "--model", str(tiny_model_file)], "no such file")
+
+
+def test_error_corrupt_tiff(tmp_path, tiny_model_file, capsys):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 20)
+    _one_line_error(capsys, ["predict", str(bad), "--out", str(tmp_path / "o"),
+                             "--model", str(tiny_model_file)], "not a readable TIFF")
+    assert not (tmp_path / "o" / "bad_labels.tif").exists()
+
+
+def test_error_empty_array(tmp_path, tiny_model_file, capsys):
+    path = tmp_path / "empty.tif"
+    with warnings.catch_warnings():  # tifffile warns that the file it writes is nonconformant
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(path, np.zeros((0, 10), np.uint8))
+    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
+                             "--model", str(tiny_model_file)], "empty")
+
+
+def test_error_nan(tmp_path, tiny_model_file, capsys):
+    path = tmp_path / "nan.tif"
+    data = np.ones((32, 32), np.float32)
+    data[1, 1] = np.nan
+    tifffile.imwrite(path, data)
+    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
+                             "--model", str(tiny_model_file)], "NaN")
+    assert not list((tmp_path / "o").glob("*")) if (tmp_path / "o").exists() else True
+
+
+def test_error_ambiguous_axes(tmp_path, tiny_model_file, capsys):
+    path = tmp_path / "4d.tif"
+    tifffile.imwrite(path, np.zeros((5, 6, 32, 32), np.uint8))  # shape kept, axes unnamed
+    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
+                             "--model", str(tiny_model_file)], "--axes")
+
+
+def test_error_channel_mismatch(tmp_path, tiny_model_file, capsys):
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, np.zeros((2, 32, 32), np.uint8), imagej=True, metadata={"axes": "CYX"})
+    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
+                             "--model", str(tiny_model_file)], "model expects 3")
+
+
+def test_error_pickled_model(tmp_path, rgb_jpeg, capsys):
+    import torch
+
+    model = tmp_path / "m.pt"
+    torch.save({"a": torch.zeros(2)}, model)
+    _one_line_error(capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o"),
+                             "--model", str(model)], "pickle")
+
+
+def test_model_required_without_bundled_default(tmp_path, rgb_jpeg, capsys, monkeypatch):
+    import napari_fcnseg.model.default as default
+
+    monkeypatch.setattr(default, "default_model_path", lambda: None)
+    _one_line_error(capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o")],
+                    "--model PATH is required")
+
+
+def test_unknown_device_is_a_usage_error(tmp_path, rgb_jpeg):
+    result = _run("predict", str(rgb_jpeg), "--out", str(tmp_path), "--device", "tpu")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_evaluate(tmp_path, rng, capsys):
+    model = make_tiny_model(in_channels=1)
+    from napari_fcnseg.model.checkpoint import save_model
+
+    model_path = save_model(model, tmp_path / "m.safetensors")
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    for name in ("a", "b"):
+        tifffile.imwrite(images / f"{name}.tif", (rng.random((40, 40)) * 255).astype(np.uint8))
+        write_labels(labels / f"{name}.tif", rng.integers(0, 2, (40, 40)).astype(np.uint8))
+    args = ["evaluate", "--model", str(model_path), "--images", str(images),
+            "--labels", str(labels)]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "a.tif" in table and "mean" in table and "Dice" in table
+    assert main([*args, "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in scores["images"]] == ["a.tif", "b.tif"]
+    assert 0 <= scores["mean"]["iou"] <= 1
+    mean_iou = np.mean([r["iou"] for r in scores["images"]])
+    assert scores["mean"]["iou"] == pytest.approx(mean_iou)
+
+
+def test_evaluate_missing_labels(tmp_path, rng, tiny_model_file, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", np.zeros((8, 8, 3), np.uint8),
+                     photometric="rgb")
+    _one_line_error(capsys, ["evaluate", "--model", str(tiny_model_file), "--images",
+                             str(tmp_path / "images"), "--labels", str(tmp_path / "labels")],
+                    "no labels for a.tif")
