@@ -1,0 +1,1 @@
+"""GUI-free core: axes, normalisation, tiled inference, CRF refinement, metrics."""

@@ -1,0 +1,1 @@
+"""Reading images and labels, writing labels atomically."""

@@ -1,0 +1,1 @@
+"""Networks (U-Net, CRF-as-RNN) and self-describing model files."""

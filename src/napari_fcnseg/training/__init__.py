@@ -1,0 +1,1 @@
+"""Training: annotated sets, synthetic data, augmentation, losses and the trainer."""

@@ -1,0 +1,140 @@
+"""Geometry of synthetic egg chambers: ellipsoids in chains, nurse-cell nuclei, planar cuts.
+
+Positions are (z, y, x) in pixels; the image plane of a single slice is z = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Chamber:
+    """One ellipsoidal egg chamber; positions are (z, y, x) in pixels."""
+
+    center: np.ndarray
+    angle: float  # of the long axis in the image plane, radians
+    axes: np.ndarray  # semi-axes: along the chain, across it, along z
+    rim: float  # follicle-layer thickness
+    harmonics: np.ndarray  # (k, amplitude, phase) rows: smooth deviations from an ellipse
+    germarium: bool  # follicle cells only
+    nuclei: np.ndarray  # (n, 5): z, y, x, radius, brightness
+    brightness: float
+
+
+def _nurse_nuclei(rng: np.random.Generator, ch: Chamber) -> np.ndarray:
+    """Place up to 15 non-overlapping spherical nuclei inside the chamber's inner ellipsoid."""
+    inner = ch.axes - ch.rim
+    oocyte = ch.axes[1] > 60 and rng.random() < 0.6  # big chambers: no nuclei at one pole
+    cos, sin = np.cos(ch.angle), np.sin(ch.angle)
+    out: list[list[float]] = []
+    wanted = rng.integers(14, 20)
+    for _ in range(200):
+        if len(out) >= wanted:
+            break
+        r = inner[1] * rng.uniform(0.24, 0.36)
+        p = rng.uniform(-1, 1, 3)
+        if np.sum(p**2) > 1:
+            continue
+        # nurse cells pack around the mid-plane of the chamber: flatten their spread in z
+        u, v, w = p * np.maximum(inner - 0.7 * r, 1.0) * [1, 1, 0.5]
+        if oocyte and u > 0.45 * inner[0]:
+            continue
+        pos = ch.center + np.array([w, u * sin + v * cos, u * cos - v * sin])
+        if any(np.linalg.norm(pos - q[:3]) < 0.85 * (r + q[3]) for q in np.array(out)):
+            continue
+        out.append([*pos, r, rng.uniform(0.7, 1.1)])
+    return np.array(out, dtype=float).reshape(-1, 5)
+
+
+def _chain(rng: np.random.Generator, hw: tuple[int, int], scale: float) -> list[Chamber]:
+    """Chambers along a gently curving path, growing in one direction from a germarium tip."""
+    height, width = hw
+    start = rng.uniform([0.15 * height, 0.15 * width], [0.85 * height, 0.85 * width])
+    heading0 = rng.uniform(0, 2 * np.pi)
+    b0, growth = scale * rng.uniform(25, 100), rng.uniform(1.2, 1.45)
+    chambers: list[Chamber] = []
+    for direction in (1, -1):
+        pos, heading, b = start.copy(), heading0 + (direction < 0) * np.pi, b0
+        prev_a = None
+        for _ in range(12):
+            if direction < 0 and prev_a is None:
+                prev_a = b * 1.2  # the start chamber is made by the forward pass
+                b /= growth
+            a = b * rng.uniform(1.0, 1.35)
+            if prev_a is not None:
+                heading += rng.normal(0, 0.25)
+                gap = rng.uniform(-0.15, 0.01) * b
+                pos = pos + (prev_a + a + gap) * np.array([np.sin(heading), np.cos(heading)])
+            if b > 160 * scale or b < 7 * scale:
+                break
+            if not (-a < pos[0] < height + a and -a < pos[1] < width + a):
+                break
+            c = b * rng.uniform(0.85, 1.05)
+            rim = min(max(4.0 * scale, rng.uniform(0.09, 0.16) * b), 0.5 * b)
+            ks = np.arange(1, 4)
+            harm = np.stack([ks, rng.uniform(0, 0.07, 3) / ks, rng.uniform(0, 2 * np.pi, 3)], 1)
+            ch = Chamber(
+                np.array([rng.uniform(-0.4, 0.4) * c, *pos]),
+                heading + rng.normal(0, 0.1),
+                np.array([a, b, c]),
+                rim,
+                harm,
+                b < 24 * scale,
+                np.zeros((0, 5)),
+                rng.uniform(0.7, 1.1),
+            )
+            if not ch.germarium:
+                ch.nuclei = _nurse_nuclei(rng, ch)
+            chambers.append(ch)
+            prev_a, b = a, (b * growth if direction > 0 else b / growth)
+    return chambers
+
+
+def cut_plane(ch: Chamber, z: float, hw: tuple[int, int]) -> tuple | None:
+    """Depth below the outer surface and the inner mask of one chamber in the plane ``z``."""
+    dz = z - ch.center[0]
+    a, b, c = ch.axes
+    if abs(dz) >= c:
+        return None
+    f = np.sqrt(1 - (dz / c) ** 2)
+    reach = max(a, b) * f * (1 + ch.harmonics[:, 1].sum()) + 2
+    y0, x0 = (max(0, int(q - reach)) for q in ch.center[1:])
+    y1, x1 = (min(n, int(q + reach) + 2) for q, n in zip(ch.center[1:], hw, strict=True))
+    if y1 <= y0 or x1 <= x0:
+        return None
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    dy, dx = yy - ch.center[1], xx - ch.center[2]
+    u = dx * np.cos(ch.angle) + dy * np.sin(ch.angle)
+    v = dy * np.cos(ch.angle) - dx * np.sin(ch.angle)
+    r, phi = np.hypot(u, v), np.arctan2(v, u)
+    m = 1 + sum(amp * np.cos(k * phi + ph) for k, amp, ph in ch.harmonics)
+    cos2, sin2 = np.cos(phi) ** 2, np.sin(phi) ** 2
+    depth = m / np.sqrt(cos2 / (a * f) ** 2 + sin2 / (b * f) ** 2) - r
+    inner = np.zeros(r.shape, bool)
+    t = ch.rim
+    if not ch.germarium and abs(dz) < c - t:
+        fi = np.sqrt(1 - (dz / (c - t)) ** 2)
+        inner = r < m / np.sqrt(cos2 / ((a - t) * fi) ** 2 + sin2 / ((b - t) * fi) ** 2)
+    return (slice(y0, y1), slice(x0, x1)), depth.astype(np.float32), inner, phi
+
+
+def make_scene(
+    rng: np.random.Generator, hw: tuple[int, int], scale: float, n_chains: int | None
+) -> list[Chamber]:
+    """Draw 1 to 3 chains (or ``n_chains``); later chains must not run through earlier ones."""
+    if n_chains is None:
+        n_chains = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.1)
+    chambers: list[Chamber] = []
+    for _ in range(n_chains):
+        chambers += [
+            ch
+            for ch in _chain(rng, hw, scale)
+            if all(
+                np.hypot(*(ch.center[1:] - o.center[1:])) > 0.9 * (ch.axes[0] + o.axes[0])
+                for o in chambers
+            )
+        ]
+    return chambers

@@ -1,0 +1,124 @@
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_fcnseg.errors import InputError
+from napari_fcnseg.training.synthetic import (
+    CLASS_NAMES,
+    make_brightfield_slice,
+    make_egg_chamber_slice,
+    make_egg_chamber_stack,
+)
+
+SEEDS = range(6)
+
+
+@pytest.fixture(scope="module")
+def slices():
+    return [make_egg_chamber_slice((192, 256), rng=seed) for seed in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return make_egg_chamber_stack((8, 128, 160), rng=3, scale=0.6)
+
+
+def test_slice_shapes_and_dtypes(slices):
+    image, labels = slices[0]
+    assert image.shape == (192, 256, 3) and image.dtype == np.uint8
+    assert labels.shape == (192, 256) and labels.dtype == np.uint8
+    assert labels.max() <= 3 and len(CLASS_NAMES) == 4
+
+
+def test_single_channel_slice():
+    image, labels = make_egg_chamber_slice((64, 80), rng=1, channels=1)
+    assert image.shape == (64, 80) and image.dtype == np.uint8 and labels.shape == (64, 80)
+
+
+def test_same_seed_same_output_and_generators_accepted():
+    a_img, a_lab = make_egg_chamber_slice((96, 96), rng=42)
+    b_img, b_lab = make_egg_chamber_slice((96, 96), rng=np.random.default_rng(42))
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_lab, b_lab)
+    c_img, _ = make_egg_chamber_slice((96, 96), rng=43)
+    assert not np.array_equal(a_img, c_img)
+
+
+def test_typical_slices_hold_all_four_classes(slices):
+    complete = [len(np.unique(labels)) == 4 for _, labels in slices]
+    assert sum(complete) >= len(slices) - 1
+
+
+def test_labels_agree_with_fluorescence(slices):
+    for image, labels in slices:
+        grey = image.max(axis=-1).astype(float)
+        assert grey[labels > 0].mean() > grey[labels == 0].mean() + 20
+        if (labels == 2).any() and (labels == 3).any():  # nuclei brighter than cytoplasm
+            assert grey[labels == 2].mean() > grey[labels == 3].mean()
+
+
+def test_stack_shapes_and_consistency_across_z(stack):
+    image, labels = stack
+    assert image.shape == (8, 128, 160, 3) and image.dtype == np.uint8
+    assert labels.shape == (8, 128, 160) and labels.dtype == np.uint8
+    fg = labels > 0
+    areas = fg.sum(axis=(1, 2))
+    assert areas.min() > 0 and len(set(areas.tolist())) > 1  # chambers grow or shrink in z
+    for upper, lower in itertools.pairwise(fg):
+        assert (upper & lower).sum() / (upper | lower).sum() > 0.6
+    grey = image.max(axis=-1).astype(float)
+    assert grey[fg].mean() > grey[~fg].mean() + 20
+
+
+def test_stack_determinism_and_single_channel():
+    a, la = make_egg_chamber_stack((3, 48, 48), rng=5, channels=1)
+    b, lb = make_egg_chamber_stack((3, 48, 48), rng=5, channels=1)
+    assert a.shape == (3, 48, 48)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+
+
+def test_brightfield_slice():
+    image, labels = make_brightfield_slice((160, 200), rng=0)
+    assert image.shape == (160, 200, 3) and image.dtype == np.uint8
+    assert labels.dtype == np.uint8 and set(np.unique(labels).tolist()) == {0, 1}
+    grey = image.mean(axis=-1)
+    assert grey[labels == 1].mean() < grey[labels == 0].mean()
+    again, _ = make_brightfield_slice((160, 200), rng=0)
+    np.testing.assert_array_equal(image, again)
+
+
+def test_brightfield_is_not_solved_by_a_threshold():
+    image, labels = make_brightfield_slice((256, 256), rng=1)
+    grey = image.mean(axis=-1)
+    best = max(
+        ((grey < t) == labels.astype(bool)).mean() for t in np.percentile(grey, range(5, 96, 5))
+    )
+    assert best < 0.95
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: make_egg_chamber_slice((0, 10)), "shape"),
+        (lambda: make_egg_chamber_slice((10, 10, 3)), "shape"),
+        (lambda: make_egg_chamber_slice((10, 10), channels=2), "channels"),
+        (lambda: make_egg_chamber_stack((10, 10)), "shape"),
+        (lambda: make_brightfield_slice((10,)), "shape"),
+    ],
+)
+def test_bad_arguments_raise_input_error(call, message):
+    with pytest.raises(InputError, match=message):
+        call()
+
+
+def test_import_needs_no_gui():
+    code = (
+        "import sys, napari_fcnseg.training.synthetic, napari_fcnseg._sample_data;"
+        "bad = [m for m in ('qtpy', 'napari', 'magicgui') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
