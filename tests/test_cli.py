@@ -170,3 +170,35 @@ def test_evaluate_missing_labels(tmp_path, rng, tiny_model_file, capsys):
     _one_line_error(capsys, ["evaluate", "--model", str(tiny_model_file), "--images",
                              str(tmp_path / "images"), "--labels", str(tmp_path / "labels")],
                     "no labels for a.tif")
+
+
+def test_predict_with_crf(tmp_path, tiff_stack):
+    import torch
+    from skimage.measure import label
+
+    from napari_fcnseg.model.checkpoint import save_model
+
+    from napari_fcnseg.core.predict import predict_probabilities
+    from napari_fcnseg.core.progress import run_to_completion
+
+    model = make_tiny_model()
+    with torch.no_grad():  # a speckled, over-confident prediction for the CRF to clean
+        model.unet.head.weight.mul_(30)
+        probs = run_to_completion(predict_probabilities(
+            model, tifffile.imread(tiff_stack)[0], device="cpu"))
+        model.unet.head.bias[1] -= float(np.median(np.log(probs[1] / probs[0])))
+    model_file = save_model(model, tmp_path / "speckle.safetensors")
+    out = tmp_path / "out"
+    args = ["predict", str(tiff_stack), "--model", str(model_file), "--device", "cpu"]
+    assert main([*args, "--out", str(out / "plain")]) == 0
+    assert main([*args, "--out", str(out / "crf"), "--crf", "--crf-iterations", "3"]) == 0
+    plain = tifffile.imread(out / "plain" / "stack_labels.tif")
+    refined = tifffile.imread(out / "crf" / "stack_labels.tif")
+    assert refined.shape == plain.shape == (4, 50, 60)
+    assert refined.dtype == np.uint8
+    assert len(np.unique(plain)) == 2
+
+    def specks(labels):
+        return sum(label(s == c, connectivity=1).max() for s in labels for c in (0, 1))
+
+    assert specks(refined) < specks(plain) / 2  # the CRF cleans the speckle

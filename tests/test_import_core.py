@@ -11,3 +11,16 @@ def test_core_imports_no_gui():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_api_is_importable_from_the_package():
+    import napari_fcnseg
+
+    for name in napari_fcnseg.__all__:
+        assert getattr(napari_fcnseg, name) is not None
+    from napari_fcnseg import refine_with_crf  # noqa: F401
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, napari_fcnseg; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

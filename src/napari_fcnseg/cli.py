@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for <input stem>_labels.tif")
     _add_model_options(predict)
     predict.add_argument("--axes", help="axes of the inputs when the file does not say, e.g. ZCYX")
+    predict.add_argument("--crf", action="store_true",
+                         help="refine with the dense CRF (CRF-as-RNN) before writing labels")
+    predict.add_argument("--crf-iterations", type=_positive_int, default=5, metavar="N",
+                         help="mean-field iterations of the CRF (default 5)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
     evaluate = commands.add_parser("evaluate", help="score a model on annotated images")
@@ -94,8 +98,10 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
     from tqdm import tqdm
 
+    from .core.crf import refine_with_crf
     from .core.predict import SlicePrediction, prepare_image, predict_slices
     from .io.atomic import check_writable
     from .io.images import read_image
@@ -118,7 +124,12 @@ def _predict(args: argparse.Namespace) -> int:
                                      batch=args.batch, device=args.device)
                 for event in job:
                     if isinstance(event, SlicePrediction):
-                        yield event.probabilities.argmax(axis=0).astype(dtype)
+                        probs = event.probabilities
+                        if args.crf:
+                            probs = refine_with_crf(
+                                np.asarray(prepared.stack[event.index]), probs,
+                                iterations=args.crf_iterations, device=args.device)
+                        yield probs.argmax(axis=0).astype(dtype)
                     else:
                         bar.total = event.total
                         bar.n = event.step
