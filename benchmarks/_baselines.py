@@ -26,8 +26,9 @@ def otsu_mask(image: np.ndarray, closing_radius: int = 5) -> np.ndarray:
 def _features(image: np.ndarray) -> np.ndarray:
     image = image.astype(np.float32)
     image = (image - image.min()) / max(float(np.ptp(image)), 1e-6)
-    return multiscale_basic_features(image, channel_axis=-1 if image.ndim == 3 else None,
-                                     sigma_min=1, sigma_max=16)
+    return multiscale_basic_features(
+        image, channel_axis=-1 if image.ndim == 3 else None, sigma_min=1, sigma_max=16
+    )
 
 
 class RandomForestBaseline:
@@ -38,8 +39,9 @@ class RandomForestBaseline:
 
         self.samples_per_image = samples_per_image
         self.rng = np.random.default_rng(seed)
-        self.forest = RandomForestClassifier(n_estimators=50, max_depth=16, n_jobs=-1,
-                                             random_state=seed)
+        self.forest = RandomForestClassifier(
+            n_estimators=50, max_depth=16, n_jobs=-1, random_state=seed
+        )
         self.train_seconds = 0.0
 
     def fit(self, images: list[np.ndarray], masks: list[np.ndarray]) -> RandomForestBaseline:
@@ -48,8 +50,7 @@ class RandomForestBaseline:
         for image, mask in zip(images, masks):
             feats = _features(image).reshape(-1, _features(image[:8, :8]).shape[-1])
             flat = mask.reshape(-1).astype(np.uint8)
-            pick = self.rng.choice(flat.size, min(self.samples_per_image, flat.size),
-                                   replace=False)
+            pick = self.rng.choice(flat.size, min(self.samples_per_image, flat.size), replace=False)
             xs.append(feats[pick])
             ys.append(flat[pick])
         self.forest.fit(np.concatenate(xs), np.concatenate(ys))
@@ -58,5 +59,8 @@ class RandomForestBaseline:
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         feats = _features(image)
-        return self.forest.predict(feats.reshape(-1, feats.shape[-1])).reshape(
-            image.shape[:2]).astype(bool)
+        return (
+            self.forest.predict(feats.reshape(-1, feats.shape[-1]))
+            .reshape(image.shape[:2])
+            .astype(bool)
+        )

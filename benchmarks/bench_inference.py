@@ -66,9 +66,15 @@ def run_untiled(device: str) -> dict:
         once()
         times.append(time.perf_counter() - start)
     seconds = min(times)
-    return {"mode": "untiled forward", "slices": 1, "tile": SIZE, "seconds": seconds,
-            "mpix_s": SIZE * SIZE / 1e6 / seconds, "peak_mib": peak_rss_mib(),
-            "job_mib": peak_rss_mib() - before}
+    return {
+        "mode": "untiled forward",
+        "slices": 1,
+        "tile": SIZE,
+        "seconds": seconds,
+        "mpix_s": SIZE * SIZE / 1e6 / seconds,
+        "peak_mib": peak_rss_mib(),
+        "job_mib": peak_rss_mib() - before,
+    }
 
 
 def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
@@ -90,17 +96,26 @@ def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
                 yield event.probabilities.argmax(0).astype(np.uint8)
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_label_pages(Path(tmp) / "labels.tif", pages(), shape=stack.shape[:3],
-                          dtype=np.uint8)
+        write_label_pages(Path(tmp) / "labels.tif", pages(), shape=stack.shape[:3], dtype=np.uint8)
     seconds = time.perf_counter() - start
-    return {"mode": "tiled (fcnseg predict path)", "slices": slices, "tile": tile,
-            "seconds": seconds, "mpix_s": slices * SIZE * SIZE / 1e6 / seconds,
-            "peak_mib": peak_rss_mib(), "job_mib": peak_rss_mib() - before}
+    return {
+        "mode": "tiled (fcnseg predict path)",
+        "slices": slices,
+        "tile": tile,
+        "seconds": seconds,
+        "mpix_s": slices * SIZE * SIZE / 1e6 / seconds,
+        "peak_mib": peak_rss_mib(),
+        "job_mib": peak_rss_mib() - before,
+    }
 
 
 def _child(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -109,40 +124,73 @@ def main() -> None:
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--extra-tile", type=int, default=512,
-                        help="also run 10 slices with this smaller tile (0 to skip)")
+    parser.add_argument(
+        "--extra-tile",
+        type=int,
+        default=512,
+        help="also run 10 slices with this smaller tile (0 to skip)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        result = (run_untiled(spec["device"]) if spec["kind"] == "untiled" else
-                  run_tiled(spec["slices"], spec["tile"], spec["batch"], spec["device"]))
+        result = (
+            run_untiled(spec["device"])
+            if spec["kind"] == "untiled"
+            else run_tiled(spec["slices"], spec["tile"], spec["batch"], spec["device"])
+        )
         print(json.dumps(result))
         return
 
     rows = [_child({"kind": "untiled", "device": args.device})]
     for n in args.slices:
-        rows.append(_child({"kind": "tiled", "slices": n, "tile": args.tile,
-                            "batch": args.batch, "device": args.device}))
+        rows.append(
+            _child(
+                {
+                    "kind": "tiled",
+                    "slices": n,
+                    "tile": args.tile,
+                    "batch": args.batch,
+                    "device": args.device,
+                }
+            )
+        )
     if args.extra_tile:
-        rows.append(_child({"kind": "tiled", "slices": 10, "tile": args.extra_tile,
-                            "batch": args.batch, "device": args.device}))
+        rows.append(
+            _child(
+                {
+                    "kind": "tiled",
+                    "slices": 10,
+                    "tile": args.extra_tile,
+                    "batch": args.batch,
+                    "device": args.device,
+                }
+            )
+        )
     reference = rows[0]["mpix_s"]
-    print(f"device: {args.device}, torch threads: {torch.get_num_threads()}, "
-          f"model: U-Net depth 4, 16 base features, 3 channels, batch {args.batch}")
-    print("| mode | slices of 1024x1024 | tile | seconds | MPix/s | vs untiled | peak RSS MiB | job peak MiB |")
+    print(
+        f"device: {args.device}, torch threads: {torch.get_num_threads()}, "
+        f"model: U-Net depth 4, 16 base features, 3 channels, batch {args.batch}"
+    )
+    print(
+        "| mode | slices of 1024x1024 | tile | seconds | MPix/s | vs untiled | peak RSS MiB | job peak MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['slices']} | {r['tile']} | {r['seconds']:.2f} | "
-              f"{r['mpix_s']:.2f} | {100 * r['mpix_s'] / reference:.0f}% | "
-              f"{r['peak_mib']:.0f} | {r['job_mib']:.0f} |")
+        print(
+            f"| {r['mode']} | {r['slices']} | {r['tile']} | {r['seconds']:.2f} | "
+            f"{r['mpix_s']:.2f} | {100 * r['mpix_s'] / reference:.0f}% | "
+            f"{r['peak_mib']:.0f} | {r['job_mib']:.0f} |"
+        )
     by_slices = {r["slices"]: r for r in rows[1:] if r["tile"] == args.tile}
     if 10 in by_slices and 50 in by_slices:
         growth = by_slices[50]["job_mib"] / by_slices[10]["job_mib"] - 1
         total = by_slices[50]["peak_mib"] / by_slices[10]["peak_mib"] - 1
-        print(f"job peak memory growth 10 -> 50 slices: {100 * growth:+.1f}% "
-              f"(whole process incl. the input stack: {100 * total:+.1f}%)")
+        print(
+            f"job peak memory growth 10 -> 50 slices: {100 * growth:+.1f}% "
+            f"(whole process incl. the input stack: {100 * total:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

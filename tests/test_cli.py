@@ -33,14 +33,26 @@ def tiff_stack(tmp_path, rng):
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_fcnseg", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_fcnseg", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_predict_rgb_jpeg_and_stack(tmp_path, rgb_jpeg, tiff_stack, tiny_model_file):
     out = tmp_path / "out"
-    result = _run("predict", str(rgb_jpeg), str(tiff_stack), "--out", str(out),
-                  "--model", str(tiny_model_file), "--device", "cpu", "--tile", "32")
+    result = _run(
+        "predict",
+        str(rgb_jpeg),
+        str(tiff_stack),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_file),
+        "--device",
+        "cpu",
+        "--tile",
+        "32",
+    )
     assert result.returncode == 0, result.stderr
     labels2d = tifffile.imread(out / "scan_labels.tif")
     stack = tifffile.imread(out / "stack_labels.tif")
@@ -72,15 +84,28 @@ def _one_line_error(capsys, args, expected):
 
 
 def test_error_missing_file(tmp_path, tiny_model_file, capsys):
-    _one_line_error(capsys, ["predict", str(tmp_path / "none.tif"), "--out", str(tmp_path),
-                             "--model", str(tiny_model_file)], "no such file")
+    _one_line_error(
+        capsys,
+        [
+            "predict",
+            str(tmp_path / "none.tif"),
+            "--out",
+            str(tmp_path),
+            "--model",
+            str(tiny_model_file),
+        ],
+        "no such file",
+    )
 
 
 def test_error_corrupt_tiff(tmp_path, tiny_model_file, capsys):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00" + b"\x00" * 20)
-    _one_line_error(capsys, ["predict", str(bad), "--out", str(tmp_path / "o"),
-                             "--model", str(tiny_model_file)], "not a readable TIFF")
+    _one_line_error(
+        capsys,
+        ["predict", str(bad), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)],
+        "not a readable TIFF",
+    )
     assert not (tmp_path / "o" / "bad_labels.tif").exists()
 
 
@@ -89,8 +114,11 @@ def test_error_empty_array(tmp_path, tiny_model_file, capsys):
     with warnings.catch_warnings():  # tifffile warns that the file it writes is nonconformant
         warnings.simplefilter("ignore")
         tifffile.imwrite(path, np.zeros((0, 10), np.uint8))
-    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
-                             "--model", str(tiny_model_file)], "empty")
+    _one_line_error(
+        capsys,
+        ["predict", str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)],
+        "empty",
+    )
 
 
 def test_error_nan(tmp_path, tiny_model_file, capsys):
@@ -98,23 +126,32 @@ def test_error_nan(tmp_path, tiny_model_file, capsys):
     data = np.ones((32, 32), np.float32)
     data[1, 1] = np.nan
     tifffile.imwrite(path, data)
-    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
-                             "--model", str(tiny_model_file)], "NaN")
+    _one_line_error(
+        capsys,
+        ["predict", str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)],
+        "NaN",
+    )
     assert not list((tmp_path / "o").glob("*")) if (tmp_path / "o").exists() else True
 
 
 def test_error_ambiguous_axes(tmp_path, tiny_model_file, capsys):
     path = tmp_path / "4d.tif"
     tifffile.imwrite(path, np.zeros((5, 6, 32, 32), np.uint8))  # shape kept, axes unnamed
-    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
-                             "--model", str(tiny_model_file)], "--axes")
+    _one_line_error(
+        capsys,
+        ["predict", str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)],
+        "--axes",
+    )
 
 
 def test_error_channel_mismatch(tmp_path, tiny_model_file, capsys):
     path = tmp_path / "two.tif"
     tifffile.imwrite(path, np.zeros((2, 32, 32), np.uint8), imagej=True, metadata={"axes": "CYX"})
-    _one_line_error(capsys, ["predict", str(path), "--out", str(tmp_path / "o"),
-                             "--model", str(tiny_model_file)], "model expects 3")
+    _one_line_error(
+        capsys,
+        ["predict", str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)],
+        "model expects 3",
+    )
 
 
 def test_error_pickled_model(tmp_path, rgb_jpeg, capsys):
@@ -122,16 +159,20 @@ def test_error_pickled_model(tmp_path, rgb_jpeg, capsys):
 
     model = tmp_path / "m.pt"
     torch.save({"a": torch.zeros(2)}, model)
-    _one_line_error(capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o"),
-                             "--model", str(model)], "pickle")
+    _one_line_error(
+        capsys,
+        ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o"), "--model", str(model)],
+        "pickle",
+    )
 
 
 def test_model_required_without_bundled_default(tmp_path, rgb_jpeg, capsys, monkeypatch):
     import napari_fcnseg.model.default as default
 
     monkeypatch.setattr(default, "default_model_path", lambda: None)
-    _one_line_error(capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o")],
-                    "--model PATH is required")
+    _one_line_error(
+        capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o")], "--model PATH is required"
+    )
 
 
 def test_unknown_device_is_a_usage_error(tmp_path, rgb_jpeg):
@@ -149,8 +190,15 @@ def test_evaluate(tmp_path, rng, capsys):
     for name in ("a", "b"):
         tifffile.imwrite(images / f"{name}.tif", (rng.random((40, 40)) * 255).astype(np.uint8))
         write_labels(labels / f"{name}.tif", rng.integers(0, 2, (40, 40)).astype(np.uint8))
-    args = ["evaluate", "--model", str(model_path), "--images", str(images),
-            "--labels", str(labels)]
+    args = [
+        "evaluate",
+        "--model",
+        str(model_path),
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+    ]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "a.tif" in table and "mean" in table and "Dice" in table
@@ -165,11 +213,22 @@ def test_evaluate(tmp_path, rng, capsys):
 def test_evaluate_missing_labels(tmp_path, rng, tiny_model_file, capsys):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
-    tifffile.imwrite(tmp_path / "images" / "a.tif", np.zeros((8, 8, 3), np.uint8),
-                     photometric="rgb")
-    _one_line_error(capsys, ["evaluate", "--model", str(tiny_model_file), "--images",
-                             str(tmp_path / "images"), "--labels", str(tmp_path / "labels")],
-                    "no labels for a.tif")
+    tifffile.imwrite(
+        tmp_path / "images" / "a.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb"
+    )
+    _one_line_error(
+        capsys,
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model_file),
+            "--images",
+            str(tmp_path / "images"),
+            "--labels",
+            str(tmp_path / "labels"),
+        ],
+        "no labels for a.tif",
+    )
 
 
 def test_predict_with_crf(tmp_path, tiff_stack):
@@ -184,8 +243,9 @@ def test_predict_with_crf(tmp_path, tiff_stack):
     model = make_tiny_model()
     with torch.no_grad():  # a speckled, over-confident prediction for the CRF to clean
         model.unet.head.weight.mul_(30)
-        probs = run_to_completion(predict_probabilities(
-            model, tifffile.imread(tiff_stack)[0], device="cpu"))
+        probs = run_to_completion(
+            predict_probabilities(model, tifffile.imread(tiff_stack)[0], device="cpu")
+        )
         model.unet.head.bias[1] -= float(np.median(np.log(probs[1] / probs[0])))
     model_file = save_model(model, tmp_path / "speckle.safetensors")
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _cli_training
 from .core.device import DEVICE_CHOICES
 from .errors import FcnsegError, InputError
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="labels named like the images (NAME.tif/.png or NAME_labels.tif)")
     _add_model_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    _cli_training.add_parsers(commands)
     return parser
 
 
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return _predict(args)
+        if args.command in _cli_training.COMMANDS:
+            return _cli_training.run(args)
         return _evaluate(args)
     except FcnsegError as exc:
         print(f"fcnseg: error: {exc}", file=sys.stderr)
@@ -102,7 +105,7 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .core.crf import refine_with_crf
-    from .core.predict import SlicePrediction, prepare_image, predict_slices
+    from .core.predict import SlicePrediction, predict_slices, prepare_image
     from .io.atomic import check_writable
     from .io.images import read_image
     from .io.labels import labels_dtype, write_label_pages

@@ -78,8 +78,13 @@ def test_stack_is_processed_slice_by_slice(tiny_model, rng):
 
 def test_progress_counts_tiles(tiny_model, rng):
     image = rng.random((3, 100, 100)).astype(np.float32)
-    events = [e for e in predict_slices(tiny_model, image, tile=64, overlap=16, batch=2,
-                                        device="cpu", axes="ZYX") if isinstance(e, Progress)]
+    events = [
+        e
+        for e in predict_slices(
+            tiny_model, image, tile=64, overlap=16, batch=2, device="cpu", axes="ZYX"
+        )
+        if isinstance(e, Progress)
+    ]
     assert events[-1].step == events[-1].total == 3 * 4
     assert [e.step for e in events] == sorted(e.step for e in events)
 
@@ -120,8 +125,9 @@ def test_out_of_memory_halves_the_tile_and_says_so(tiny_model, rng, caplog):
     image = rng.random((100, 200, 3)).astype(np.float32)
     model = OutOfMemoryAboveModel(tiny_model)
     events = []
-    probs = run_to_completion(predict_probabilities(model, image, tile=256, device="cpu"),
-                              events.append)
+    probs = run_to_completion(
+        predict_probabilities(model, image, tile=256, device="cpu"), events.append
+    )
     assert any("tile size halved" in e.message for e in events)
     assert "tile size halved" in caplog.text
     reference = _predict(tiny_model, image, tile=50)  # 256 -> 200 px tiles -> 100 -> 50

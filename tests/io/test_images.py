@@ -22,7 +22,9 @@ def test_tiff_2d_round_trip(tmp_path, rng, dtype):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_tiff_imagej_stack(tmp_path, rng, dtype):
     data = (rng.random((5, 20, 30)) * 200).astype(dtype)
-    tifffile.imwrite(tmp_path / "s.tif", data, imagej=True, metadata={"axes": "ZYX", "spacing": 2.5})
+    tifffile.imwrite(
+        tmp_path / "s.tif", data, imagej=True, metadata={"axes": "ZYX", "spacing": 2.5}
+    )
     image = read_image(tmp_path / "s.tif")
     assert image.layout.axes == "ZYX"
     assert image.spacing == (2.5, 1.0, 1.0)

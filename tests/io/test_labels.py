@@ -66,7 +66,8 @@ def test_failure_keeps_the_previous_file(tmp_path):
 def test_colour_png_is_not_labels(tmp_path, rng):
     from skimage import io as skio
 
-    skio.imsave(tmp_path / "c.png", (rng.random((8, 8, 3)) * 255).astype(np.uint8),
-                check_contrast=False)
+    skio.imsave(
+        tmp_path / "c.png", (rng.random((8, 8, 3)) * 255).astype(np.uint8), check_contrast=False
+    )
     with pytest.raises(InputError, match="colour"):
         read_labels(tmp_path / "c.png")

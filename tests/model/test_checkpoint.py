@@ -38,7 +38,6 @@ def test_save_does_not_overwrite(tmp_path, tiny_model):
     save_model(tiny_model, path, overwrite=True)
 
 
-
 def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "ran.txt"
     source = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('pwned')"

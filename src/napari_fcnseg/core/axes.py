@@ -116,9 +116,11 @@ def to_zyxc(image: np.ndarray, layout: Layout) -> np.ndarray:
     axes = layout.axes
     drop = tuple(i for i, a in enumerate(axes) if a not in _KNOWN)
     if drop:
-        image = image.squeeze(axis=drop) if isinstance(image, np.ndarray) else image[
-            tuple(0 if i in drop else slice(None) for i in range(len(axes)))
-        ]
+        image = (
+            image.squeeze(axis=drop)
+            if isinstance(image, np.ndarray)
+            else image[tuple(0 if i in drop else slice(None) for i in range(len(axes)))]
+        )
         axes = "".join(a for a in axes if a in _KNOWN)
     if "Z" not in axes:
         image, axes = image[None], "Z" + axes
@@ -126,7 +128,7 @@ def to_zyxc(image: np.ndarray, layout: Layout) -> np.ndarray:
         image, axes = image[..., None], axes + "C"
     order = [axes.index(a) for a in "ZYXC"]
     if order != [0, 1, 2, 3]:
-        image = np.transpose(image, order) if isinstance(image, np.ndarray) else image.transpose(
-            order
+        image = (
+            np.transpose(image, order) if isinstance(image, np.ndarray) else image.transpose(order)
         )
     return image

@@ -10,7 +10,7 @@ done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +91,8 @@ def predict_slices(
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
     device: str | torch.device = "auto",
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    slices: Sequence[int] | None = None,
 ) -> Generator[Progress | SlicePrediction, None, None]:
     """Predict class probabilities slice by slice.
 
@@ -113,21 +115,31 @@ def predict_slices(
         Tiles per forward pass.
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    bounds
+        Per-channel normalisation bounds ``(lo, hi)`` from :func:`~.normalize.percentile_bounds`
+        on the whole stack; computed here when ``None``. Give them when the slices of one stack
+        are predicted in several calls (e.g. on several workers) so that all use the same.
+    slices
+        Z indices to predict, in this order (default: every slice). Lazy stacks (dask, zarr)
+        are read only at these slices.
     """
     if tile < 1 or batch < 1 or overlap < 0:
         raise InputError(f"tile ({tile}) and batch ({batch}) must be >= 1 and overlap >= 0")
     prepared = prepare_image(image, model.info.in_channels, axes)
     stack = prepared.stack
-    lo, hi = percentile_bounds(stack, model.info.normalization)
+    depth, height, width = stack.shape[:3]
+    order = list(range(depth)) if slices is None else [int(z) for z in slices]
+    if any(not 0 <= z < depth for z in order):
+        raise InputError(f"slices {order} are outside the stack's {depth} slice(s)")
+    lo, hi = percentile_bounds(stack, model.info.normalization) if bounds is None else bounds
     dev = resolve_device(device)
     model = model.to(dev).eval()
     multiple = model.required_multiple
-    depth, height, width = stack.shape[:3]
     grid = TileGrid.plan(height, width, tile, overlap, multiple)
     done = 0
-    for z in range(depth):
+    for position, z in enumerate(order):
         while True:
-            total = done + (depth - z) * len(grid)
+            total = done + (len(order) - position) * len(grid)
             try:
                 probs = yield from _predict_slice(model, stack[z], lo, hi, grid, batch, dev, done, total)
                 break
@@ -144,7 +156,7 @@ def predict_slices(
                 grid = TileGrid.plan(height, width, tile, overlap, multiple)
                 message = f"{dev.type} out of memory: tile size halved to {tile} px, carrying on"
                 log.warning(message)
-                yield Progress(done, done + (depth - z) * len(grid), message)
+                yield Progress(done, done + (len(order) - position) * len(grid), message)
         done += len(grid)
         yield SlicePrediction(z, probs)
 

@@ -118,6 +118,13 @@ class SegmentationModel(nn.Module):
                 f"metadata names {info.in_channels} channel(s) and {info.num_classes} classes"
             )
         self.info = info
+        if info.crf:
+            from .crf_rnn import CrfRnn
+
+            try:
+                self.crf = CrfRnn.from_config(dict(info.crf))
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"the model file's CRF settings are invalid: {exc}") from None
 
     @classmethod
     def create(
@@ -208,12 +215,16 @@ def load_model(
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path} is truncated or corrupt and cannot be loaded ({exc})") from None
+        raise ModelFileError(
+            f"{path} is truncated or corrupt and cannot be loaded ({exc})"
+        ) from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise ModelFileError(f"{path}: weights do not match the described network ({first})") from None
+        raise ModelFileError(
+            f"{path}: weights do not match the described network ({first})"
+        ) from None
     return model.to(torch.device(device) if isinstance(device, str) else device).eval()
 
 

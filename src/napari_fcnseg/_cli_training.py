@@ -1,0 +1,326 @@
+"""``fcnseg train`` and ``fcnseg add``: grow an annotated set and train or fine-tune on it.
+
+``cli.py`` registers these with :func:`add_parsers` and dispatches to :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .core.device import DEVICE_CHOICES
+from .errors import InputError
+
+log = logging.getLogger("napari_fcnseg")
+
+COMMANDS = ("train", "add")
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``add`` subcommands to ``fcnseg``'s subparsers."""
+    train = commands.add_parser(
+        "train",
+        help="train a new model or fine-tune one on an annotated set",
+        description="Train on DIR (an annotated set, or images/ + labels/ folders). Uses the "
+        "set's val items for validation (the training images if it has none).",
+    )
+    train.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="annotated set (fcnseg add) or a folder with images/ and labels/",
+    )
+    train.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="MODEL",
+        help="model file to write (.safetensors)",
+    )
+    train.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune this model ('default' = the bundled one); default: a new "
+        "U-Net (depth 4, 16 features)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        help="passes over the annotated pixels (default: 1000 steps)",
+    )
+    train.add_argument("--max-steps", type=_positive_int, metavar="N")
+    train.add_argument(
+        "--max-seconds", type=_positive_float, metavar="S", help="time budget for the whole run"
+    )
+    train.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch", type=_positive_int, default=8, metavar="N")
+    train.add_argument(
+        "--crop",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="training crop side in pixels (default 256)",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=1e-3,
+        metavar="RATE",
+        help="learning rate (default 1e-3)",
+    )
+    train.add_argument("--loss", choices=("dice_ce", "balanced_ce"), default="dice_ce")
+    train.add_argument("--validate-every", type=_positive_int, default=25, metavar="STEPS")
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="validations without improvement before stopping (default 10)",
+    )
+    train.add_argument(
+        "--corrected-only",
+        action="store_true",
+        help="learn only from corrected pixels (and a 16 px band around them)",
+    )
+    train.add_argument(
+        "--crf", action="store_true", help="then train U-Net + CRF-as-RNN jointly and store the CRF"
+    )
+    train.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="write best.safetensors and latest.safetensors here while training",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    add = commands.add_parser("add", help="add an annotated image to a set (created if missing)")
+    add.add_argument("--set", required=True, type=Path, metavar="DIR", dest="set_dir")
+    add.add_argument(
+        "--image",
+        required=True,
+        type=Path,
+        metavar="IMG",
+        help="TIFF, PNG or JPEG image (2D; a stack adds its annotated slices)",
+    )
+    add.add_argument(
+        "--labels",
+        required=True,
+        type=Path,
+        metavar="LBL",
+        help="TIFF or PNG labels: 0 background, 1..K classes, 255 not annotated",
+    )
+    add.add_argument(
+        "--corrected",
+        type=Path,
+        metavar="MASK",
+        help="mask of the pixels a person edited or confirmed (non-zero = yes)",
+    )
+    add.add_argument("--name", help="item name (default: the image's file name stem)")
+    add.add_argument(
+        "--class-names",
+        metavar="A,B,...",
+        help="class names of a new set, background first (default: from labels)",
+    )
+    add.add_argument(
+        "--split",
+        choices=("train", "val"),
+        help="force the split (default: automatic, about 20%% val)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``fcnseg train`` or ``fcnseg add``; return the exit status."""
+    if args.command == "train":
+        return _train(args)
+    if args.command == "add":
+        return _add(args)
+    raise InputError(f"unknown command {args.command!r}: use one of {', '.join(COMMANDS)}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.progress import run_to_completion
+    from .io.atomic import check_writable
+    from .model.checkpoint import MODEL_SUFFIX, SegmentationModel, save_model
+    from .training.dataset import AnnotatedSet
+    from .training.trainer import TrainConfig, fit
+
+    out = (
+        args.out
+        if args.out.suffix == MODEL_SUFFIX
+        else args.out.with_name(args.out.name + MODEL_SUFFIX)
+    )
+    check_writable(out, args.overwrite)
+    annotated = AnnotatedSet.open(args.data)
+    train, val = annotated.load_samples("train"), annotated.load_samples("val")
+    if not train:
+        train, val = val, []
+    if not train:
+        raise InputError(f"{args.data} holds no annotated images; add some with fcnseg add")
+    if args.init is not None:
+        from .model.default import resolve_model_path
+
+        parent = resolve_model_path(args.init)
+        model = _load_any(parent)
+        names = {"parent": str(parent)}
+    else:
+        channels = 1 if train[0].image.ndim == 2 else int(train[0].image.shape[2])
+        model = SegmentationModel.create(annotated.class_names, channels)
+        names = {}
+    if model.info.class_names != annotated.class_names:
+        log.warning(
+            "the model's classes %s differ from the set's %s; training uses the label numbers",
+            model.info.class_names,
+            annotated.class_names,
+        )
+    config = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        max_seconds=args.max_seconds,
+        batch_size=args.batch,
+        crop=args.crop,
+        learning_rate=args.lr,
+        loss=args.loss,
+        corrected_only=args.corrected_only,
+        validate_every=args.validate_every,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        train_crf=args.crf,
+    )
+    log.info(
+        "training on %d image(s), validating on %d, from %s",
+        len(train),
+        len(val),
+        args.init or "a new U-Net",
+    )
+    job = fit(
+        model,
+        train,
+        val,
+        config,
+        checkpoint_dir=args.checkpoints,
+        provenance={"data": str(args.data), **names},
+    )
+    with tqdm(total=0, desc="train", unit="step", file=sys.stderr) as bar:
+
+        def show(event) -> None:  # type: ignore[no-untyped-def]
+            bar.total, bar.n = event.total, event.step
+            val_iou = event.info.get("val_iou")
+            bar.set_postfix(
+                loss=f"{event.info.get('loss', float('nan')):.3f}",
+                val_iou="-" if val_iou is None else f"{val_iou:.3f}",
+                refresh=False,
+            )
+            bar.refresh()
+            if event.info.get("phase") == "validate":
+                log.debug(event.message)
+
+        result = run_to_completion(job, show)
+    save_model(result.model, out, overwrite=args.overwrite)
+    how = "stopped early" if result.stopped_early else "done"
+    log.info("%s after %d steps in %.0f s; wrote %s", how, result.steps, result.seconds, out)
+    iou = result.best_val_iou
+    print(f"validation IoU: {iou:.4f}" if iou is not None else "validation IoU: n/a")
+    return 0
+
+
+def _load_any(path: Path):  # type: ignore[no-untyped-def]
+    from .model.checkpoint import load_model, read_model_info
+
+    read_model_info(path)  # clear errors for missing or foreign files
+    return load_model(path)
+
+
+def _add(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core.axes import to_zyxc
+    from .io.images import read_image
+    from .io.labels import read_labels
+    from .training.dataset import MANIFEST, AnnotatedSet, safe_item_name
+    from .training.samples import samples_from_stack
+
+    image = read_image(args.image)
+    labels = np.asarray(read_labels(args.labels))
+    corrected = None if args.corrected is None else np.asarray(read_labels(args.corrected)) > 0
+    stack = to_zyxc(np.asarray(image.data), image.layout)
+    labels_zyx = labels[None] if labels.ndim == 2 else labels
+    if labels_zyx.shape != stack.shape[:3]:
+        raise InputError(
+            f"{args.labels} is shaped {labels.shape} but {args.image} has spatial "
+            f"shape {image.layout.spatial_shape(tuple(image.data.shape))}; they "
+            "must match"
+        )
+    if corrected is not None and corrected.shape != labels.shape:
+        raise InputError(
+            f"{args.corrected} is shaped {corrected.shape} but the labels are "
+            f"shaped {labels.shape}; they must match"
+        )
+    if args.class_names:
+        names = [n.strip() for n in args.class_names.split(",")]
+        annotated = AnnotatedSet.create(args.set_dir, names)  # opens it when it exists
+    elif (args.set_dir / MANIFEST).is_file():
+        annotated = AnnotatedSet.open(args.set_dir)
+    else:
+        top = int(labels[labels != 255].max(initial=1))
+        names = ["background"] + [f"class {k}" for k in range(1, top + 1)]
+        annotated = AnnotatedSet.create(args.set_dir, names)
+    base = args.name or safe_item_name(args.image.stem)
+    mask = None if corrected is None else corrected.reshape(labels_zyx.shape)
+    if not image.layout.is_stack:
+        items = [(base, stack[0], labels_zyx[0], None if mask is None else mask[0], None)]
+    else:
+        items = [
+            (
+                f"{base}_z{int(s.name.split()[-1]):04d}",
+                s.image,
+                s.labels,
+                s.corrected,
+                int(s.name.split()[-1]),
+            )
+            for s in samples_from_stack(stack, labels_zyx, mask)
+        ]
+        if not items:
+            raise InputError(f"{args.labels} has no annotated pixel (all 255); nothing to add")
+    for name, img, lbl, mask, z in items:
+        img = img[..., 0] if img.shape[-1] == 1 else img
+        annotated.add_item(
+            img,
+            lbl,
+            mask,
+            name=name,
+            source=str(args.image.resolve()),
+            slice_index=z,
+            split=args.split,
+        )
+        log.info("added %s", name)
+    today = len(annotated.added_on())
+    print(f"{len(annotated)} images in {args.set_dir}, {today} added today")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value

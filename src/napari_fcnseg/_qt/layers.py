@@ -1,0 +1,170 @@
+"""Reading images from napari layers and writing results into Labels layers without losing edits.
+
+A Labels layer written by the plugin carries a :class:`~napari_fcnseg.core.edits.PredictionRecord`
+in ``layer.metadata["fcnseg"]``: the labels as predicted, the class probabilities (for the CRF)
+and the slices marked as checked. :func:`write_labels` replaces a layer's data only when the
+layer still holds exactly what the plugin put there; otherwise it adds a new layer and says so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_info
+
+from ..core.axes import infer_layout, to_zyxc
+from ..core.edits import PredictionRecord, annotated_slices, is_edited
+from ..errors import InputError
+from ..training.samples import TrainingSample
+
+if TYPE_CHECKING:
+    import napari
+
+#: Key of the :class:`PredictionRecord` in a Labels layer's ``metadata``.
+RECORD_KEY = "fcnseg"
+
+
+def image_data(layer: Image) -> tuple[Any, str]:
+    """Return the array of an Image layer and its axes (``YX``, ``YXC``, ``ZYX`` or ``ZYXC``)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    spatial = layer.ndim
+    if spatial not in (2, 3):
+        raise InputError(
+            f"image layer {layer.name!r} has {spatial} dimensions (shape {tuple(data.shape)}); "
+            "napari-fcnseg segments 2D images and Z stacks: take one time point or channel first"
+        )
+    axes = "ZYX"[-spatial:] + ("C" if layer.rgb else "")
+    return data, axes
+
+
+def is_stack(layer: Image | Labels) -> bool:
+    """Tell whether the layer has a Z axis."""
+    return layer.ndim == 3
+
+
+def current_slice(viewer: napari.Viewer, layer: Image | Labels) -> int:
+    """Index of the Z slice of ``layer`` shown in the viewer (0 for a 2D layer)."""
+    if not is_stack(layer):
+        return 0
+    point = viewer.dims.point[-layer.ndim :]
+    z = round(float(layer.world_to_data(point)[0]))
+    return int(min(max(z, 0), layer.data.shape[0] - 1))
+
+
+def record_of(layer: Labels | None) -> PredictionRecord | None:
+    """Return the prediction record the plugin attached to ``layer``, if any."""
+    if layer is None:
+        return None
+    record = layer.metadata.get(RECORD_KEY)
+    return record if isinstance(record, PredictionRecord) else None
+
+
+def layer_is_edited(layer: Labels) -> bool:
+    """Tell whether a person changed ``layer`` since the plugin wrote it (or it is not ours)."""
+    record = record_of(layer)
+    return record is None or is_edited(record.prediction, np.asarray(layer.data))
+
+
+def unique_name(viewer: napari.Viewer, name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ... when the viewer has a layer of that name."""
+    taken = {layer.name for layer in viewer.layers}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
+def write_labels(
+    viewer: napari.Viewer,
+    name: str,
+    labels: np.ndarray,
+    record: PredictionRecord,
+    like: Image | Labels,
+    z: int | None = None,
+) -> Labels:
+    """Show ``labels`` in the Labels layer ``name``, never discarding a person's edits.
+
+    Parameters
+    ----------
+    viewer
+        The viewer.
+    name
+        Layer to write, e.g. ``"cells labels"``. It is reused when it holds exactly what the
+        plugin wrote last; when a person has edited it, a new layer ``"name (2)"`` is added.
+    labels
+        The full labels, or one (Y, X) slice when ``z`` is given.
+    record
+        The record of the full labels (for ``z``: of the new slice; merged into an existing one).
+    like
+        Layer whose scale and translation the new layer copies.
+    z
+        Write only this slice of a stack.
+    """
+    existing = viewer.layers[name] if name in viewer.layers else None
+    reusable = (
+        isinstance(existing, Labels)
+        and record_of(existing) is not None
+        and not layer_is_edited(existing)
+        and existing.data.shape == record.prediction.shape
+    )
+    if reusable:
+        assert isinstance(existing, Labels)
+        old = record_of(existing)
+        if z is not None and old is not None and old.probabilities is not None:
+            existing.data[z] = labels
+            old.update_slice(z, labels, _slice_probs(record, z))
+            existing.refresh()
+        else:
+            existing.data = labels if z is None else record.prediction.copy()
+            existing.metadata[RECORD_KEY] = record
+        existing.visible = True
+        return existing
+    if existing is not None:
+        new_name = unique_name(viewer, name)
+        show_info(
+            f"'{name}' holds edits (or is not the plugin's), so it was kept as it is; "
+            f"the new result is in '{new_name}'"
+        )
+        name = new_name
+    data = labels if z is None else record.prediction.copy()
+    return viewer.add_labels(
+        data,
+        name=name,
+        scale=like.scale[-data.ndim :],
+        translate=like.translate[-data.ndim :],
+        metadata={RECORD_KEY: record},
+    )
+
+
+def _slice_probs(record: PredictionRecord, z: int) -> np.ndarray | None:
+    return None if record.probabilities is None else record.probabilities[:, z]
+
+
+def layer_samples(viewer: napari.Viewer, layer: Labels) -> list[tuple[int, TrainingSample]]:
+    """(slice index, sample) for every slice of ``layer`` that a person changed or checked."""
+    record = record_of(layer)
+    if record is None:
+        raise InputError(f"'{layer.name}' was not made by Segment, so its edits are unknown")
+    if record.image_name not in viewer.layers:
+        raise InputError(
+            f"the image '{record.image_name}' of '{layer.name}' is no longer open; open it "
+            "again under that name"
+        )
+    data, axes = image_data(viewer.layers[record.image_name])
+    stack = to_zyxc(data, infer_layout(tuple(data.shape), axes))
+    return [
+        (
+            s.index,
+            TrainingSample(
+                np.asarray(stack[s.index]),
+                s.labels,
+                s.corrected,
+                name=f"{record.image_name} slice {s.index}",
+            ),
+        )
+        for s in annotated_slices(record, np.asarray(layer.data))
+    ]

@@ -1,0 +1,228 @@
+"""The **Segment** form: image + model + device + tile size -> a Labels layer.
+
+The prediction runs in a worker (:class:`~._qt.workers.JobRunner`); the result is written with
+:func:`~._qt.layers.write_labels`, which keeps the class probabilities in the layer's metadata
+for **Refine with CRF** and never overwrites a layer someone has edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_error
+
+from ..core.device import DEVICE_CHOICES
+from ..core.edits import PredictionRecord
+from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to_labels
+from ..core.progress import Progress
+from ..errors import FcnsegError, InputError, ModelFileError
+from ..model.checkpoint import load_model
+from ..model.default import default_model_path
+from .layers import current_slice, image_data, is_stack, write_labels
+from .shared import MODELS
+from .workers import JobRunner
+
+if TYPE_CHECKING:
+    import napari
+
+#: Value of the model choice that means "the file chosen below".
+MODEL_FILE = "file"
+DEFAULT_MODEL = "default"
+WHOLE, CURRENT_SLICE = "whole", "slice"
+
+
+@dataclass
+class SegmentResult:
+    """What a Segment job returns."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    class_names: list[str]
+    model: str
+
+
+def segment_job(
+    model_path: Path,
+    image: Any,
+    axes: str,
+    *,
+    z: int | None,
+    tile: int,
+    device: str,
+) -> Generator[Progress, None, SegmentResult]:
+    """Load the model and predict the image (or its slice ``z``): the worker's job."""
+    yield Progress(0, 0, "loading the model")
+    model = load_model(model_path)
+    if z is not None:
+        image, axes = image[z], axes[1:]
+    probs = yield from predict_probabilities(model, image, axes=axes, tile=tile, device=device)
+    labels = probabilities_to_labels(probs)
+    return SegmentResult(labels, probs, list(model.info.class_names), str(model_path))
+
+
+class SegmentWidget(Container):
+    """Segment an Image layer with a model; the labels appear as "<image> labels".
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    """
+
+    def __init__(self, viewer: napari.Viewer):
+        self._viewer = viewer
+        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
+        self.scope = ComboBox(
+            label="run on",
+            choices=[("whole image or stack", WHOLE), ("current slice", CURRENT_SLICE)],
+            value=WHOLE,
+        )
+        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
+        self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(
+            layout="horizontal", widgets=[self.run_button, self.cancel_button], labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
+        super().__init__(
+            widgets=[
+                self.image,
+                self.scope,
+                self.model,
+                self.model_file,
+                self.device,
+                self.tile,
+                buttons,
+            ]
+        )
+        self.runner = JobRunner("Segment", parent=self.native)
+        self.runner.running.connect(self._set_running)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.runner.cancel)
+        self.model.changed.connect(self._on_model_changed)
+        self.model.tooltip = (
+            "A fine-tuned version from the models folder, the bundled model, or a file"
+        )
+        self.tile.tooltip = "Largest tile sent to the network; smaller tiles use less memory"
+        for event in ("inserted", "removed", "reordered"):
+            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        MODELS.changed.connect(self._refresh_models)
+        self.native.destroyed.connect(lambda: MODELS.changed.disconnect(self._refresh_models))
+        self._refresh_models()
+        self._refresh_layers()
+
+    # ---------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        choices = []
+        try:
+            store = MODELS.store
+            active, versions = store.active, store.versions()
+        except FcnsegError:
+            active, versions = None, []
+        for entry in reversed(versions):
+            flag = " (active)" if entry.version == active else ""
+            note = f" - {entry.note[:40]}" if entry.note else ""
+            choices.append((f"{entry.version}{flag}{note}", entry.version))
+        if default_model_path() is not None:
+            choices.append(("bundled default model", DEFAULT_MODEL))
+        choices.append(("model file...", MODEL_FILE))
+        return choices
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.image.reset_choices()
+        if self.image.value is None and self.image.choices:
+            self.image.value = self.image.choices[-1]
+
+    def _refresh_models(self) -> None:
+        self.model.reset_choices()
+        try:
+            active = MODELS.store.active
+        except FcnsegError:
+            active = None
+        values = self.model.choices
+        self.model.value = active if active in values else values[0]
+        self._on_model_changed()
+
+    def _on_model_changed(self, _value: Any = None) -> None:
+        self.model_file.visible = self.model.value == MODEL_FILE
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    # ---------------------------------------------------------------- running
+    def model_path(self) -> Path:
+        """Return the model file the current choice stands for."""
+        choice = self.model.value
+        if choice == DEFAULT_MODEL:
+            path = default_model_path()
+            if path is None:
+                raise ModelFileError("the bundled default model is missing from this install")
+            return path
+        if choice == MODEL_FILE:
+            path = Path(self.model_file.value)
+            if str(self.model_file.value) in ("", ".") or path.is_dir():
+                raise ModelFileError(
+                    "no model file chosen: this install has no bundled default model, so "
+                    "choose a .safetensors model file under 'model file' (or pick a fine-tuned "
+                    "version from the models folder)"
+                    if default_model_path() is None
+                    else "no model file chosen: choose a .safetensors file under 'model file'"
+                )
+            return path
+        return MODELS.store.path(str(choice))
+
+    def run(self) -> None:
+        """Start segmenting the chosen image (the **Segment** button)."""
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise InputError(
+                    "no image to segment: open one (File > Open, or File > Open Sample > "
+                    "napari-fcnseg) and pick it under 'image'"
+                )
+            data, axes = image_data(layer)
+            z = current_slice(self._viewer, layer)
+            z = z if self.scope.value == CURRENT_SLICE and is_stack(layer) else None
+            job = segment_job(
+                self.model_path(),
+                data,
+                axes,
+                z=z,
+                tile=int(self.tile.value),
+                device=str(self.device.value),
+            )
+        except FcnsegError as exc:
+            show_error(str(exc))
+            return
+        self.runner.start(job, on_result=lambda result: self._show(layer, z, result))
+
+    def _show(self, layer: Image, z: int | None, result: SegmentResult) -> None:
+        common: dict[str, Any] = {
+            "image_name": layer.name,
+            "model": result.model,
+            "class_names": result.class_names,
+        }
+        if z is None:
+            record = PredictionRecord.from_prediction(result.labels, result.probabilities, **common)
+        else:
+            depth = int(layer.data.shape[0])
+            record = PredictionRecord.from_slice(
+                depth, z, result.labels, result.probabilities, **common
+            )
+        labels_layer = write_labels(
+            self._viewer, f"{layer.name} labels", result.labels, record, like=layer, z=z
+        )
+        self._viewer.layers.selection.active = labels_layer

@@ -1,0 +1,165 @@
+"""Random crops and augmentations for training.
+
+Images here are normalised (C, Y, X) float32 arrays and targets (Y, X) integer labels. Every
+geometric transform is applied to both, labels with nearest-neighbour interpolation, so they
+stay aligned; intensity transforms touch the image only. All randomness comes from the
+``numpy.random.Generator`` passed in, so a seed reproduces a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .samples import IGNORE_LABEL, PreparedSample
+
+#: Crops are centred on an annotated pixel when less than this fraction of a sample is annotated
+#: (e.g. a few corrected strokes), so that few crops are wasted on unannotated areas.
+SPARSE_FRACTION = 0.25
+
+
+def random_crop(
+    image: np.ndarray, target: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a ``size`` x ``size`` crop; images smaller than that are padded (0, labels ignored).
+
+    When less than :data:`SPARSE_FRACTION` of the target is annotated, the crop is centred on a
+    random annotated pixel; otherwise its position is uniform.
+    """
+    _, h, w = image.shape
+    valid = target != IGNORE_LABEL
+    fraction = valid.mean() if valid.size else 0.0
+    if 0 < fraction < SPARSE_FRACTION:
+        ys, xs = np.nonzero(valid)
+        k = rng.integers(len(ys))
+        y0 = int(np.clip(ys[k] - size // 2, 0, max(0, h - size)))
+        x0 = int(np.clip(xs[k] - size // 2, 0, max(0, w - size)))
+    else:
+        y0 = int(rng.integers(0, max(0, h - size) + 1))
+        x0 = int(rng.integers(0, max(0, w - size) + 1))
+    img = image[:, y0 : y0 + size, x0 : x0 + size]
+    tgt = target[y0 : y0 + size, x0 : x0 + size]
+    ph, pw = size - img.shape[1], size - img.shape[2]
+    if ph or pw:
+        img = np.pad(img, ((0, 0), (0, ph), (0, pw)))
+        tgt = np.pad(tgt, ((0, ph), (0, pw)), constant_values=IGNORE_LABEL)
+    return np.ascontiguousarray(img), np.ascontiguousarray(tgt)
+
+
+def flip_rotate(
+    image: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 flips and 90-degree rotations of a square crop, chosen at random."""
+    k = int(rng.integers(4))
+    image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k)
+    if rng.random() < 0.5:
+        image, target = image[:, :, ::-1], target[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(target)
+
+
+def elastic_deform(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sigma: float = 10.0,
+    grid: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random deformation as in the U-Net paper.
+
+    Displacements drawn from N(0, ``sigma``) px on a coarse ``grid`` x ``grid`` grid are
+    interpolated bicubically to every pixel; the image is resampled linearly, the labels with
+    nearest neighbour.
+    """
+    _, h, w = image.shape
+    coarse = rng.normal(0.0, sigma, size=(2, grid, grid))
+    dy = ndi.zoom(coarse[0], (h / grid, w / grid), order=3, mode="nearest")[:h, :w]
+    dx = ndi.zoom(coarse[1], (h / grid, w / grid), order=3, mode="nearest")[:h, :w]
+    yy, xx = np.meshgrid(
+        np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij"
+    )
+    coords = np.stack([yy + dy, xx + dx])
+    warped = np.stack([ndi.map_coordinates(ch, coords, order=1, mode="reflect") for ch in image])
+    labels = ndi.map_coordinates(target, coords, order=0, mode="reflect")
+    return warped.astype(np.float32), labels.astype(target.dtype)
+
+
+def jitter_intensity(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    gain: float = 0.25,
+    contrast: float = 0.25,
+    offset: float = 0.1,
+) -> np.ndarray:
+    """Random per-channel gain, contrast around the channel mean, and offset."""
+    c = image.shape[0]
+    g = np.exp(rng.uniform(-gain, gain, size=(c, 1, 1))).astype(np.float32)
+    k = np.exp(rng.uniform(-contrast, contrast, size=(c, 1, 1))).astype(np.float32)
+    b = rng.normal(0.0, offset, size=(c, 1, 1)).astype(np.float32)
+    mean = image.mean(axis=(1, 2), keepdims=True)
+    return ((image - mean) * k + mean) * g + b
+
+
+def permute_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle the channels (stains vary, e.g. between red and magenta)."""
+    return np.ascontiguousarray(image[rng.permutation(image.shape[0])])
+
+
+def augment_crop(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    elastic_probability: float = 0.5,
+    channel_permutation: bool = True,
+    network_channels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flips/rotations, elastic deformation (sometimes), channel order and intensity jitter.
+
+    With ``network_channels`` set, the image holds that many network channels followed by
+    extra channels (e.g. the CRF's view of the image): geometric transforms apply to all,
+    channel permutation and intensity jitter to the network channels only.
+    """
+    image, target = flip_rotate(image, target, rng)
+    if rng.random() < elastic_probability:
+        image, target = elastic_deform(image, target, rng)
+    c = image.shape[0] if network_channels is None else network_channels
+    network, extra = image[:c], image[c:]
+    if channel_permutation and c > 1:
+        network = permute_channels(network, rng)
+    return np.concatenate([jitter_intensity(network, rng), extra]), target
+
+
+def sample_batch(
+    samples: Sequence[PreparedSample],
+    batch: int,
+    crop: int,
+    rng: np.random.Generator,
+    *,
+    augment: bool = True,
+    channel_permutation: bool = True,
+    network_channels: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a batch of crops, from samples picked in proportion to their annotated pixels.
+
+    Returns (N, C, crop, crop) float32 images and (N, crop, crop) int64 targets.
+    """
+    weights = np.array([max(s.valid_pixels, 1) for s in samples], dtype=np.float64)
+    picks = rng.choice(len(samples), size=batch, p=weights / weights.sum())
+    images, targets = [], []
+    for i in picks:
+        img, tgt = random_crop(samples[i].image, samples[i].target, crop, rng)
+        if augment:
+            img, tgt = augment_crop(
+                img,
+                tgt,
+                rng,
+                channel_permutation=channel_permutation,
+                network_channels=network_channels,
+            )
+        images.append(img)
+        targets.append(tgt)
+    return np.stack(images).astype(np.float32), np.stack(targets).astype(np.int64)

@@ -1,0 +1,136 @@
+"""The recipe of the bundled egg-chamber model: data, network and training settings.
+
+``scripts/train_default_model.py`` (the shipped model) and ``benchmarks/bench_quality.py``
+(leave-one-out figures) both build on these functions, so the benchmark measures the recipe the
+shipped model was made with.
+
+Schedule: the network is first trained on synthetic egg chambers only (``PRETRAIN_STEPS``), then
+on synthetic plus real annotated slices (``FINETUNE_STEPS``), the real slices repeated so that
+about half the crops come from them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..core.progress import Progress
+from ..model.checkpoint import SegmentationModel
+from .samples import TrainingSample
+from .synthetic import make_egg_chamber_slice
+from .trainer import TrainConfig, TrainResult, fit
+
+EGG_CLASS_NAMES = ["background", "egg chamber"]
+SYNTHETIC_SHAPE = (512, 768)
+SYNTHETIC_TRAIN = 24
+SYNTHETIC_VAL = 4
+PRETRAIN_STEPS = 400
+FINETUNE_STEPS = 300
+REAL_NAMES = ("insitu4174", "insitu7331", "insitu7544")
+
+
+def egg_chamber_model() -> SegmentationModel:
+    """A new default-size U-Net for egg chambers (depth 4, 16 base features, RGB)."""
+    return SegmentationModel.create(EGG_CLASS_NAMES, 3, depth=4, base_features=16)
+
+
+def synthetic_egg_samples(
+    count: int, seed: int, shape: tuple[int, int] = SYNTHETIC_SHAPE
+) -> list[TrainingSample]:
+    """``count`` synthetic RGB slices with binary egg-chamber labels."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(count):
+        image, labels = make_egg_chamber_slice(shape, rng=rng)
+        samples.append(
+            TrainingSample(image, (labels > 0).astype(np.uint8), name=f"synthetic-{seed}-{i}")
+        )
+    return samples
+
+
+def real_egg_samples(
+    folder: str | os.PathLike[str], names: Sequence[str] = REAL_NAMES
+) -> list[TrainingSample]:
+    """The shared drosophila-ovary slices (``image/NAME.jpg``, ``annot_struct/NAME.png``)."""
+    from skimage import io as skio
+
+    folder = Path(folder)
+    return [
+        TrainingSample(
+            np.asarray(skio.imread(folder / "image" / f"{name}.jpg")),
+            (np.asarray(skio.imread(folder / "annot_struct" / f"{name}.png")) > 0).astype(np.uint8),
+            name=name,
+        )
+        for name in names
+    ]
+
+
+def pretrain_config(seed: int = 0, device: str = "auto") -> TrainConfig:
+    """Settings of the synthetic-only stage."""
+    return TrainConfig(
+        max_steps=PRETRAIN_STEPS,
+        batch_size=8,
+        crop=256,
+        learning_rate=2e-3,
+        validate_every=50,
+        patience=100,
+        seed=seed,
+        device=device,
+    )
+
+
+def finetune_config(seed: int = 0, device: str = "auto") -> TrainConfig:
+    """Settings of the synthetic + real stage."""
+    return TrainConfig(
+        max_steps=FINETUNE_STEPS,
+        batch_size=8,
+        crop=256,
+        learning_rate=1e-3,
+        validate_every=50,
+        patience=100,
+        seed=seed + 1,
+        device=device,
+    )
+
+
+def train_egg_chamber_model(
+    real: Sequence[TrainingSample],
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    pretrained: SegmentationModel | None = None,
+) -> Generator[Progress, None, TrainResult]:
+    """Run the recipe (both stages, or only the second from ``pretrained``)."""
+    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
+    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
+    if pretrained is None:
+        result = yield from fit(
+            egg_chamber_model(),
+            synthetic,
+            val,
+            pretrain_config(seed, device),
+            provenance={"stage": "pretrain on synthetic egg chambers"},
+        )
+        pretrained = result.model
+    repeats = max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
+    mixed = [*synthetic, *(list(real) * repeats)]
+    return (yield from fit(pretrained, mixed, val, finetune_config(seed, device)))
+
+
+def pretrain_egg_chamber_model(
+    seed: int = 0, device: str = "auto"
+) -> Generator[Progress, None, TrainResult]:
+    """The synthetic-only stage alone (shared by the leave-one-out folds)."""
+    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
+    return (
+        yield from fit(
+            egg_chamber_model(),
+            synthetic_egg_samples(SYNTHETIC_TRAIN, seed),
+            val,
+            pretrain_config(seed, device),
+            provenance={"stage": "pretrain on synthetic egg chambers"},
+        )
+    )

@@ -1,0 +1,369 @@
+"""Training and fine-tuning as a generator: ``fit`` yields progress and returns the best model.
+
+From scratch, pass ``SegmentationModel.create(...)``; to fine-tune, pass a loaded model. ``fit``
+trains a deep copy, so closing the generator (cancel) leaves the caller's model untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.device import resolve_device
+from ..core.progress import Progress
+from ..errors import InputError
+from ..model.checkpoint import SegmentationModel, save_model
+from ._validation import validate
+from .augment import sample_batch
+from .losses import LOSSES, segmentation_loss
+from .samples import PreparedSample, TrainingSample, check_sample, prepare_sample
+
+#: Steps run when neither epochs, max_steps nor max_seconds is given.
+DEFAULT_MAX_STEPS = 1000
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`.
+
+    The run stops at the first of ``epochs`` (one epoch = enough crops to cover the annotated
+    pixels once), ``max_steps``, ``max_seconds`` (whole run, CRF phase included) and early
+    stopping (``patience`` validations without a better validation IoU). With none of the first
+    three, :data:`DEFAULT_MAX_STEPS` steps. ``crf_*`` settings apply to the joint U-Net + CRF
+    phase run after the U-Net phase when ``train_crf`` is set.
+    """
+
+    epochs: int | None = None
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    batch_size: int = 8
+    crop: int = 256
+    learning_rate: float = 1e-3
+    loss: str = "dice_ce"
+    corrected_only: bool = False
+    corrected_margin: int = 16
+    validate_every: int = 25
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    train_crf: bool = False
+    channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
+    validation_tile: int = 1024
+    crf_steps: int = 60
+    crf_batch_size: int = 4
+    crf_crop: int = 128
+    crf_learning_rate: float = 1e-2
+    crf_iterations: int = 5
+    crf_time_fraction: float = 0.3
+    crf_validate_every: int = 20
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first unusable setting."""
+        positive = {
+            "batch_size": self.batch_size,
+            "crop": self.crop,
+            "validate_every": self.validate_every,
+            "patience": self.patience,
+            "learning_rate": self.learning_rate,
+            "crf_batch_size": self.crf_batch_size,
+            "crf_crop": self.crf_crop,
+            "crf_validate_every": self.crf_validate_every,
+        }
+        optional = {
+            "epochs": self.epochs,
+            "max_steps": self.max_steps,
+            "max_seconds": self.max_seconds,
+        }
+        for key, value in [*positive.items(), *optional.items()]:
+            if value is not None and not value > 0:
+                raise InputError(f"training setting {key}={value!r} must be positive")
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.corrected_margin < 0 or self.crf_steps < 0:
+            raise InputError("corrected_margin and crf_steps must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns."""
+
+    model: SegmentationModel
+    best_val_iou: float | None
+    steps: int
+    seconds: float
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """State shared by the phases of one :func:`fit` call."""
+
+    net: SegmentationModel
+    config: TrainConfig
+    device: torch.device
+    rng: np.random.Generator
+    start: float
+    val: Sequence[TrainingSample]
+    val_targets: list[PreparedSample]
+    checkpoint_dir: Path | None
+    provenance: dict[str, Any]
+    step: int = 0
+    best_iou: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_info_crf: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def record(self, phase: str, loss: float, scores: dict[str, float], with_crf: bool) -> bool:
+        """Log a validation; keep the weights and save checkpoints; True when it improved."""
+        iou = scores["iou"]
+        improved = not math.isnan(iou) and (self.best_iou is None or iou > self.best_iou + 1e-4)
+        self.history.append(
+            {
+                "step": self.step,
+                "phase": phase,
+                "loss": loss,
+                "val_iou": iou,
+                "val_class_iou": scores["class_iou"],
+                "crf": with_crf,
+                "elapsed": self.elapsed,
+            }
+        )
+        if improved:
+            self.best_iou = iou
+            state = self.net.state_dict()
+            self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+            self.best_info_crf = copy.deepcopy(self.net.info.crf)
+        if self.checkpoint_dir is not None:
+            self.net.info.provenance = self.describe(iou, scores["class_iou"])
+            save_model(self.net, self.checkpoint_dir / "latest.safetensors", overwrite=True)
+            if improved:
+                save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
+        return improved
+
+    def describe(self, iou: float | None, class_iou: float | None = None) -> dict[str, Any]:
+        """Provenance for the model file (``save_model`` adds ``saved``)."""
+        return {
+            **self.provenance,
+            "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "steps": self.step,
+            "val_iou": iou,
+            "val_class_iou": class_iou,
+            "seed": self.config.seed,
+            "seconds": round(self.elapsed, 1),
+            "config": asdict(self.config),
+        }
+
+
+def fit(
+    model: SegmentationModel,
+    train: Sequence[TrainingSample],
+    val: Sequence[TrainingSample],
+    config: TrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Generator[Progress, None, TrainResult]:
+    """Train a copy of ``model``; yield :class:`Progress` every step, return a :class:`TrainResult`.
+
+    Progress ``info`` holds ``loss``, ``val_iou`` (latest validation, ``None`` before the
+    first), ``val_class_iou``, ``phase`` (``"unet"``, ``"crf"`` or ``"validate"``) and
+    ``elapsed`` seconds. Validation runs whole ``val`` images through tiled inference every
+    ``validate_every`` steps and scores foreground IoU (label > 0) on annotated pixels; with no
+    ``val`` samples the training images are used (and the messages say so). The returned model
+    is the best by validation IoU, in eval mode on the CPU, with its provenance filled in.
+
+    Parameters
+    ----------
+    model
+        Starting point (untouched: a deep copy is trained).
+    train, val
+        Samples to train on and to validate on.
+    config
+        Settings; see :class:`TrainConfig`.
+    checkpoint_dir
+        When given, ``latest.safetensors`` and ``best.safetensors`` are written there
+        (atomically) at every validation.
+    provenance
+        Extra provenance for the model file, e.g. ``{"data": "path/to/set", "parent": "x"}``.
+    """
+    config.check()
+    if not train:
+        raise InputError("no training images: add annotated images to the set first")
+    info = model.info
+    for sample in [*train, *val]:
+        check_sample(sample, info.num_classes, info.in_channels)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    def prepare(s: TrainingSample) -> PreparedSample:
+        return prepare_sample(
+            s,
+            info.in_channels,
+            info.normalization,
+            corrected_only=config.corrected_only,
+            corrected_margin=config.corrected_margin,
+        )
+
+    train_targets = [prepare(s) for s in train]
+    if not any(t.valid_pixels for t in train_targets):
+        raise InputError("the training images have no annotated (or corrected) pixels")
+    on_train = not val
+    val_samples = list(train) if on_train else list(val)
+    val_targets = train_targets if on_train else [prepare(s) for s in val]
+    note = " (no validation images: validating on the training images)" if on_train else ""
+    parent = {k: v for k, v in info.provenance.items() if k != "parent"}
+    extra = {
+        "parent": parent or None,
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "validated_on": "train" if on_train else "val",
+        "data": [s.name for s in train][:100],
+        **(provenance or {}),
+    }
+    run = _Run(
+        copy.deepcopy(model).to(device),
+        config,
+        device,
+        rng,
+        time.monotonic(),
+        val_samples,
+        val_targets,
+        Path(checkpoint_dir) if checkpoint_dir else None,
+        extra,
+    )
+    stopped_early = yield from _unet_phase(run, train_targets, note)
+    if config.train_crf and config.crf_steps > 0:
+        from ._crf_phase import crf_phase
+
+        stopped_early = (yield from crf_phase(run, train, train_targets, note)) or stopped_early
+    net = run.net
+    if run.best_state is not None:
+        if run.best_info_crf is None and getattr(net, "crf", None) is not None:
+            from ..model.combined import detach_crf
+
+            detach_crf(net)  # the CRF did not beat the U-Net alone on validation
+        net.load_state_dict(run.best_state)
+    net.info.provenance = run.describe(run.best_iou, _best_class_iou(run.history, run.best_iou))
+    net = net.cpu().eval()
+    return TrainResult(net, run.best_iou, run.step, run.elapsed, stopped_early, run.history)
+
+
+def _unet_phase(
+    run: _Run, targets: list[PreparedSample], note: str
+) -> Generator[Progress, None, bool]:
+    config, net = run.config, run.net
+    multiple = net.required_multiple
+    largest = max(max(t.image.shape[1:]) for t in targets)
+    crop = -(-min(config.crop, largest) // multiple) * multiple
+    permute = config.channel_permutation
+    permute = net.info.in_channels == 3 if permute is None else permute
+    annotated = sum(t.valid_pixels for t in targets)
+    per_epoch = max(1, math.ceil(annotated / crop**2 / config.batch_size))
+    limits = [n for n in (config.max_steps, config.epochs and config.epochs * per_epoch) if n]
+    max_steps = min(limits) if limits else (None if config.max_seconds else DEFAULT_MAX_STEPS)
+    deadline = config.max_seconds
+    if deadline is not None and config.train_crf and config.crf_steps > 0:
+        deadline *= 1.0 - config.crf_time_fraction
+    crf_total = config.crf_steps if config.train_crf else 0
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    net.train()
+    stale, step_times, loss_value, val_iou, val_class = 0, [], float("nan"), None, None
+    validated_at = -1
+    while max_steps is None or run.step < max_steps:
+        mean_step = float(np.mean(step_times[-20:])) if step_times else 0.0
+        if deadline is not None and run.elapsed + mean_step > deadline:
+            break
+        t0 = time.monotonic()
+        x, y = sample_batch(
+            targets,
+            config.batch_size,
+            crop,
+            run.rng,
+            augment=config.augment,
+            channel_permutation=permute,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss = segmentation_loss(
+            net(torch.from_numpy(x).to(run.device)), torch.from_numpy(y).to(run.device), config.loss
+        )
+        loss.backward()
+        optimizer.step()
+        loss_value = float(loss.detach())
+        run.step += 1
+        step_times.append(time.monotonic() - t0)
+        total = _total(run, max_steps, deadline, step_times) + crf_total
+        info = {
+            "loss": loss_value,
+            "val_iou": val_iou,
+            "val_class_iou": val_class,
+            "phase": "unet",
+            "elapsed": run.elapsed,
+        }
+        yield Progress(run.step, total, f"step {run.step}: loss {loss_value:.4f}", info)
+        if run.step % config.validate_every == 0:
+            val_iou, val_class, improved = _validate(run, loss_value)
+            validated_at = run.step
+            stale = 0 if improved else stale + 1
+            yield _validation_event(run, total, loss_value, val_iou, val_class, note)
+            net.train()
+            if stale >= config.patience:
+                return True
+    if validated_at != run.step and run.step > 0:
+        val_iou, val_class, _ = _validate(run, loss_value)
+        yield _validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
+    return False
+
+
+def _validate(run: _Run, loss: float) -> tuple[float, float, bool]:
+    scores = validate(
+        run.net, run.val, run.val_targets, run.device, tile=run.config.validation_tile
+    )
+    improved = run.record("unet", loss, scores, with_crf=False)
+    return scores["iou"], scores["class_iou"], improved
+
+
+def _validation_event(
+    run: _Run, total: int, loss: float, iou: float, class_iou: float, note: str, phase: str = ""
+) -> Progress:
+    best = f"{run.best_iou:.3f}" if run.best_iou is not None else "-"
+    message = f"step {run.step}: validation IoU {iou:.3f} (best {best}){note}"
+    info = {
+        "loss": loss,
+        "val_iou": iou,
+        "val_class_iou": class_iou,
+        "phase": "validate",
+        "elapsed": run.elapsed,
+    }
+    return Progress(run.step, total, message, info)
+
+
+def _total(run: _Run, max_steps: int | None, deadline: float | None, times: list[float]) -> int:
+    """Estimate the steps of the U-Net phase, from the step time under a time budget."""
+    estimate = max_steps
+    if deadline is not None and times:
+        by_time = run.step + int(max(0.0, deadline - run.elapsed) / float(np.mean(times[-20:])))
+        estimate = by_time if estimate is None else min(estimate, by_time)
+    return max(run.step, estimate or run.step)
+
+
+def _best_class_iou(history: list[dict[str, Any]], best: float | None) -> float | None:
+    for entry in history:
+        if entry["val_iou"] == best:
+            return entry["val_class_iou"]
+    return None

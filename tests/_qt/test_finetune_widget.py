@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import numpy as np
+
+from napari_fcnseg._qt.layers import layer_samples, record_of
+from napari_fcnseg._qt.shared import MODELS
+from napari_fcnseg.model.store import ModelStore
+from tests._qt.conftest import disk_image, errors, run
+from tests.conftest import make_tiny_model
+
+
+def _iou(labels, truth):
+    a, b = labels > 0, truth > 0
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def _paint_truth(layer, truth):
+    """Correct the labels as a person would: erase everything, then paint the disk."""
+    h, w = truth.shape
+    layer.paint_polygon(np.array([[0, 0], [0, w - 1], [h - 1, w - 1], [h - 1, 0]]), 0)
+    angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    cy, cx, r = h / 2, w / 2.5, h / 4 - 0.5
+    layer.paint_polygon(np.stack([cy + r * np.sin(angles), cx + r * np.cos(angles)], 1), 1)
+
+
+def test_finetune_on_a_correction_improves_the_model(
+    qtbot, viewer, segment_dock, train_dock, tmp_path
+):
+    from napari_fcnseg.model.checkpoint import save_model
+
+    segment = segment_dock.segment
+    segment.model.value = "file"
+    segment.model_file.value = save_model(make_tiny_model(seed=2), tmp_path / "bad.safetensors")
+    segment.device.value, segment.tile.value = "cpu", 64
+    image, truth = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment)
+    labels = viewer.layers["cells labels"]
+    before = _iou(labels.data, truth)
+    _paint_truth(labels, truth)
+    assert _iou(labels.data, truth) > 0.9
+    finetune = train_dock.finetune
+    assert finetune.layers.value == [labels]
+    assert "changed" in finetune.edits.value
+    finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
+    run(qtbot, finetune, timeout=120_000)
+    store = ModelStore(MODELS.folder)
+    assert store.active == "v001" and finetune.active.value == "active model: v001"
+    assert len(finetune.plot.loss) == 16 and finetune.plot.iou
+    assert segment.model.value == "v001"  # the Segment form now offers the new model
+    run(qtbot, segment)
+    after = _iou(viewer.layers["cells labels (2)"].data, truth)  # the edited layer was kept
+    assert after > max(before + 0.3, 0.7), (before, after)
+
+
+def test_cancel_keeps_the_previous_model(qtbot, viewer, segment, train_dock):
+    store = ModelStore(MODELS.folder)
+    store.add(make_tiny_model(), "first")
+    image, truth = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment)
+    viewer.layers["cells labels"].data = truth
+    assert "changed" in train_dock.finetune.edits.value  # replacing the data counts as an edit
+    finetune = train_dock.finetune
+    finetune.steps.value, finetune.device.value = 10_000, "cpu"
+    seen = []
+
+    def cancel_soon(event):
+        seen.append(event)
+        if len(seen) == 3:
+            finetune.cancel_button.native.click()
+
+    ended = {"check_params_cb": lambda on: not on, "timeout": 60_000}
+    with qtbot.waitSignal(finetune.runner.running, **ended):
+        finetune.run_button.native.click()
+        finetune.runner.worker.yielded.connect(cancel_soon)
+    assert [v.version for v in store.versions()] == ["v001"] and store.active == "v001"
+
+
+def test_go_back_to_an_earlier_version(viewer, segment_dock, train_dock):
+    store = ModelStore(MODELS.folder)
+    store.add(make_tiny_model(seed=1), "first")
+    store.add(make_tiny_model(seed=2), "second")
+    MODELS.changed.emit()
+    finetune = train_dock.finetune
+    assert finetune.version.value == "v002" and segment_dock.segment.model.value == "v002"
+    finetune.version.value = "v001"
+    finetune.use_button.native.click()
+    assert store.active == "v001" and finetune.active.value == "active model: v001"
+    assert segment_dock.segment.model.value == "v001"
+
+
+def test_models_folder_can_be_chosen(tmp_path, train_dock, segment_dock):
+    other = tmp_path / "my models"
+    ModelStore(other).add(make_tiny_model(), "elsewhere")
+    train_dock.finetune.folder.value = other
+    assert MODELS.folder == other
+    assert segment_dock.segment.model.value == "v001"
+
+
+def test_checked_slices_count_as_annotations(qtbot, viewer, segment, train_dock):
+    stack = np.stack([disk_image(seed=s)[0] for s in range(3)])
+    viewer.add_image(stack, name="stack", rgb=True)
+    run(qtbot, segment)
+    layer = viewer.layers["stack labels"]
+    viewer.dims.set_point(0, 1)
+    viewer.layers.selection.active = layer
+    finetune = train_dock.finetune
+    finetune.mark_button.native.click()
+    assert record_of(layer).checked == {1}
+    assert "checked 1" in finetune.edits.value
+    [(z, sample)] = layer_samples(viewer, layer)
+    assert z == 1 and sample.corrected.all() and sample.image.shape == (64, 64, 3)
+    finetune.mark_button.native.click()
+    assert record_of(layer).checked == set()
+
+
+def test_finetune_errors_are_notified(qtbot, viewer, segment, train_dock, notifications):
+    finetune = train_dock.finetune
+    finetune.run_button.native.click()
+    assert "no edited labels chosen" in errors(notifications)[-1]
+    viewer.add_image(disk_image()[0], name="cells", rgb=True)
+    run(qtbot, segment)
+    finetune.run_button.native.click()
+    assert "nothing to learn from yet" in errors(notifications)[-1]
+    finetune.use_button.native.click()
+    assert "no model version" in errors(notifications)[-1]

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from napari.layers import Labels
+from qtpy.QtCore import QTimer
+
+from napari_fcnseg._qt.layers import record_of
+from tests._qt.conftest import SEGMENT_DOCK, disk_image, errors, run
+
+
+def test_docks_and_menu(viewer, segment_dock, train_dock):
+    texts = {
+        segment_dock.segment.run_button.text,
+        segment_dock.crf.run_button.text,
+        train_dock.finetune.run_button.text,
+        train_dock.export.run_button.text,
+    }
+    assert texts == {"Segment", "Refine with CRF", "Fine-tune", "Export"}
+    from napari._app_model import get_app_model
+
+    menu = get_app_model().menus.get_menu("napari/layers/segment")
+    commands = {getattr(item, "command", None) and item.command.id for item in menu}
+    assert {"napari-fcnseg.segment_dock", "napari-fcnseg.train_dock"} <= commands
+
+
+def test_dock_opened_after_the_image_offers_it(viewer):
+    layer = viewer.add_image(disk_image()[0], name="cells", rgb=True)
+    viewer.add_labels(disk_image()[1], name="drawn")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-fcnseg", SEGMENT_DOCK)
+    assert dock.segment.image.value is layer
+    assert dock.crf.labels_layer.value is viewer.layers["drawn"]
+    assert dock.crf.start_from.value == "labels"
+
+
+def test_segment_2d_adds_labels_with_probabilities(qtbot, viewer, segment):
+    image, _ = disk_image()
+    viewer.add_image(image, name="cells", rgb=True, scale=(0.5, 0.5))
+    run(qtbot, segment)
+    layer = viewer.layers["cells labels"]
+    assert isinstance(layer, Labels) and layer.data.shape == (64, 64)
+    assert tuple(layer.scale) == (0.5, 0.5)
+    record = record_of(layer)
+    assert record.probabilities.shape == (2, 64, 64)
+    assert record.image_name == "cells" and record.class_names[0] == "background"
+    np.testing.assert_array_equal(record.prediction, layer.data)
+    assert viewer.layers.selection.active is layer
+
+
+def test_rerun_reuses_an_unedited_layer_and_keeps_edits(qtbot, viewer, segment, notifications):
+    image, _ = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment)
+    run(qtbot, segment)
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells labels"]
+    edited = viewer.layers["cells labels"]
+    edited.paint((10, 10), 1 - int(edited.data[10, 10]))  # a brush stroke that changes a label
+    painted = np.array(edited.data)
+    run(qtbot, segment)
+    assert "cells labels (2)" in viewer.layers
+    np.testing.assert_array_equal(viewer.layers["cells labels"].data, painted)
+    assert any("holds edits" in n.message for n in notifications)
+
+
+def test_segment_current_slice_of_a_stack(qtbot, viewer, segment):
+    stack = np.stack([disk_image(seed=s)[0][..., 0] for s in range(4)])
+    viewer.add_image(stack, name="stack", scale=(4, 1, 1))
+    viewer.dims.set_point(0, 8)  # world z=8 -> slice 2
+    segment.scope.value = "slice"
+    run(qtbot, segment)
+    record = record_of(viewer.layers["stack labels"])
+    assert viewer.layers["stack labels"].data.shape == (4, 64, 64)
+    assert record.predicted_slices == {2}
+    assert record.probabilities[:, 2].sum(0).min() > 0.99
+    assert record.probabilities[:, 0].max() == 0
+    viewer.dims.set_point(0, 4)
+    run(qtbot, segment)
+    assert record_of(viewer.layers["stack labels"]).predicted_slices == {1, 2}
+    assert len(viewer.layers) == 2
+
+
+def test_cancel_mid_stack_leaves_no_layer(qtbot, viewer, segment):
+    stack = np.random.default_rng(0).random((40, 64, 64)).astype(np.float32)
+    viewer.add_image(stack, name="stack")
+    events = []
+
+    def cancel_after_two(event):
+        events.append(event)
+        if len(events) == 2:
+            segment.cancel_button.native.click()
+
+    ended = {"check_params_cb": lambda on: not on, "timeout": 30_000}
+    with qtbot.waitSignal(segment.runner.running, **ended):
+        segment.run_button.native.click()
+        worker = segment.runner.worker
+        worker.yielded.connect(cancel_after_two)
+    assert segment.runner.cancelled and worker.abort_requested
+    assert segment.runner.worker is None
+    assert events[-1].step < 40 and [layer.name for layer in viewer.layers] == ["stack"]
+    assert segment.run_button.enabled and not segment.cancel_button.enabled
+
+
+def test_event_loop_keeps_running_during_a_job(qtbot, viewer, segment):
+    viewer.add_image(np.random.default_rng(0).random((30, 128, 128)), name="stack")
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(10)
+    start = time.monotonic()
+    run(qtbot, segment, timeout=60_000)
+    end = time.monotonic()
+    timer.stop()
+    during = [t for t in ticks if start <= t <= end]
+    gaps = np.diff([start, *during, end])
+    assert end - start > 0.2 and len(during) >= 5
+    assert gaps.max() < 0.5, f"GUI thread blocked for {gaps.max():.2f} s"
+
+
+def test_closing_the_viewer_stops_the_job(qtbot, viewer, segment):
+    viewer.add_image(np.random.default_rng(0).random((200, 64, 64)), name="stack")
+    segment.run_button.native.click()
+    worker = segment.runner.worker
+    qtbot.waitSignal(worker.yielded, timeout=10_000).wait()
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        viewer.close()
+    assert worker.abort_requested
+    assert not segment.runner.is_running
+
+
+def test_errors_become_notifications(qtbot, viewer, segment, tmp_path, notifications):
+    segment.run_button.native.click()  # no image
+    assert "no image to segment" in errors(notifications)[-1]
+    viewer.add_image(np.zeros((2, 3, 32, 32)), name="4d")
+    segment.run_button.native.click()
+    assert "4 dimensions" in errors(notifications)[-1]
+    segment.image.value = viewer.add_image(disk_image()[0], name="cells", rgb=True)
+    segment.model_file.value = ""
+    segment.run_button.native.click()
+    assert "choose a .safetensors model file" in errors(notifications)[-1]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04 a pickle")
+    segment.model_file.value = bad
+    run(qtbot, segment)  # fails in the worker
+    assert "pickle" in errors(notifications)[-1]
+    segment.device.value = "cuda"
+    segment.model_file.value = tmp_path / "tiny.safetensors"
+    run(qtbot, segment)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "no usable CUDA GPU" in errors(notifications)[-1]
+    assert segment.run_button.enabled

@@ -1,0 +1,218 @@
+import argparse
+import json
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from skimage import io as skio
+
+from napari_fcnseg import _cli_training
+from napari_fcnseg.errors import FcnsegError
+from napari_fcnseg.model.checkpoint import load_model
+from napari_fcnseg.training.dataset import MANIFEST, AnnotatedSet
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fcnseg(*argv: str) -> int:
+    """Parse and run like ``fcnseg`` does (errors: one line on stderr, exit code 2)."""
+    parser = argparse.ArgumentParser(prog="fcnseg")
+    _cli_training.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    try:
+        return _cli_training.run(args)
+    except FcnsegError as exc:
+        print(f"fcnseg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _pair(folder, name, seed, size=64):
+    r = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.uint8)
+    labels[10:30, 15:40] = 1
+    labels[40:50, 5:20] = 2
+    image = (labels[..., None] * 70 + r.normal(40, 10, (size, size, 3))).clip(0, 255)
+    image_path, labels_path = folder / f"{name}.tif", folder / f"{name}_labels.png"
+    tifffile.imwrite(image_path, image.astype(np.uint8), photometric="rgb")
+    skio.imsave(labels_path, labels, check_contrast=False)
+    return image_path, labels_path
+
+
+@pytest.fixture
+def filled_set(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(3):
+        image, labels = _pair(raw, f"img{i}", i)
+        assert (
+            fcnseg(
+                "add",
+                "--set",
+                tmp_path / "set",
+                "--image",
+                image,
+                "--labels",
+                labels,
+                "--class-names",
+                "background,follicle,nuclei",
+            )
+            == 0
+        )
+    return tmp_path / "set"
+
+
+def test_add_creates_set_and_updates(tmp_path, capsys):
+    image, labels = _pair(tmp_path, "a", 0)
+    mask = tmp_path / "mask.png"
+    skio.imsave(mask, np.pad(np.ones((4, 4), np.uint8), 30), check_contrast=False)
+    assert fcnseg("add", "--set", tmp_path / "set", "--image", image, "--labels", labels) == 0
+    assert "1 images in" in capsys.readouterr().out
+    assert (
+        fcnseg(
+            "add",
+            "--set",
+            tmp_path / "set",
+            "--image",
+            image,
+            "--labels",
+            labels,
+            "--corrected",
+            mask,
+        )
+        == 0
+    )
+    assert "1 images in" in capsys.readouterr().out
+    s = AnnotatedSet.open(tmp_path / "set")
+    assert s.class_names == ["background", "class 1", "class 2"]
+    assert s.items[0].name == "a" and s.items[0].corrected_pixels == 16
+    assert s.items[0].source.endswith("a.tif")
+
+
+def test_add_stack_adds_annotated_slices(tmp_path):
+    stack = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    labels = np.full((3, 32, 32), 255, np.uint8)
+    labels[0, :4] = 1
+    labels[2, 5:9] = 0
+    tifffile.imwrite(tmp_path / "s.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "l.tif", labels)
+    assert (
+        fcnseg(
+            "add",
+            "--set",
+            tmp_path / "set",
+            "--image",
+            tmp_path / "s.tif",
+            "--labels",
+            tmp_path / "l.tif",
+            "--name",
+            "stack",
+        )
+        == 0
+    )
+    items = AnnotatedSet.open(tmp_path / "set").items
+    assert [(it.name, it.slice_index) for it in items] == [("stack_z0000", 0), ("stack_z0002", 2)]
+
+
+def test_add_errors(tmp_path, capsys):
+    image, labels = _pair(tmp_path, "a", 0)
+    small = tmp_path / "small.png"
+    skio.imsave(small, np.zeros((8, 8), np.uint8), check_contrast=False)
+    assert fcnseg("add", "--set", tmp_path / "set", "--image", image, "--labels", small) == 2
+    assert "must match" in capsys.readouterr().err
+    assert (
+        fcnseg(
+            "add",
+            "--set",
+            tmp_path / "set",
+            "--image",
+            image,
+            "--labels",
+            labels,
+            "--class-names",
+            "background,one",
+        )
+        == 2
+    )
+    assert "classes 0..1" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    assert fcnseg("add", "--set", tmp_path / "other", "--image", image, "--labels", labels) == 2
+
+
+def test_train_new_model_then_fine_tune(filled_set, tmp_path, capsys):
+    out = tmp_path / "model.safetensors"
+    common = ("--max-steps", "2", "--batch", "2", "--crop", "32", "--device", "cpu")
+    assert fcnseg("train", "--data", filled_set, "--out", out, *common) == 0
+    assert capsys.readouterr().out.startswith("validation IoU: ")
+    model = load_model(out)
+    assert model.info.class_names == ["background", "follicle", "nuclei"]
+    assert model.info.architecture["depth"] == 4 and model.info.architecture["base_features"] == 16
+    assert model.info.provenance["data"] == str(filled_set)
+    assert fcnseg("train", "--data", filled_set, "--out", out, *common) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.safetensors"
+    assert (
+        fcnseg(
+            "train",
+            "--data",
+            filled_set,
+            "--out",
+            tuned,
+            "--init",
+            out,
+            "--checkpoints",
+            tmp_path / "ck",
+            *common,
+        )
+        == 0
+    )
+    assert load_model(tuned).info.provenance["parent"] == str(out)
+    assert (tmp_path / "ck" / "best.safetensors").is_file()
+    manifest = json.loads((filled_set / MANIFEST).read_text())
+    assert len(manifest["items"]) == 3
+
+
+def test_train_on_plain_folder_pair(tmp_path, capsys):
+    for sub in ("images", "labels"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(2):
+        image, labels = _pair(tmp_path, f"p{i}", i)
+        image.rename(tmp_path / "data" / "images" / image.name)
+        labels.rename(tmp_path / "data" / "labels" / labels.name)
+    out = tmp_path / "m"
+    assert (
+        fcnseg(
+            "train",
+            "--data",
+            tmp_path / "data",
+            "--out",
+            out,
+            "--max-steps",
+            "1",
+            "--batch",
+            "1",
+            "--crop",
+            "32",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+        )
+        == 0
+    )
+    assert load_model(tmp_path / "m.safetensors").info.provenance["seed"] == 3
+
+
+def test_train_errors(tmp_path, capsys):
+    assert fcnseg("train", "--data", tmp_path / "nothing", "--out", tmp_path / "m") == 2
+    assert "not an annotated set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fcnseg("train", "--data", tmp_path, "--out", tmp_path / "m", "--epochs", "0")

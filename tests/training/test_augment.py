@@ -1,0 +1,72 @@
+import numpy as np
+
+from napari_fcnseg.training import augment as aug
+from napari_fcnseg.training.samples import IGNORE_LABEL, PreparedSample
+
+
+def _aligned(rng, size=48):
+    """An image whose labels are a function of it: label = (channel 0 > 0.5)."""
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(size, size)), 0), 1)
+    smooth = (smooth - smooth.min()) / np.ptp(smooth)
+    image = np.stack([smooth, 1 - smooth, smooth**2]).astype(np.float32)
+    return image, (image[0] > 0.5).astype(np.int64)
+
+
+def test_flip_rotate_keeps_alignment(rng):
+    image, target = _aligned(rng)
+    for _ in range(8):
+        img, tgt = aug.flip_rotate(image, target, rng)
+        np.testing.assert_array_equal(tgt, img[0] > 0.5)
+
+
+def test_elastic_keeps_alignment(rng):
+    image, target = _aligned(rng, 64)
+    img, tgt = aug.elastic_deform(image, target, rng, sigma=10)
+    assert not np.array_equal(tgt, target)  # it did deform
+    agree = (tgt == (img[0] > 0.5)).mean()
+    assert agree > 0.97  # linear vs nearest interpolation only differ at the boundary
+
+
+def test_crop_pads_small_images_with_ignore(rng):
+    image, target = _aligned(rng, 20)
+    img, tgt = aug.random_crop(image, target, 32, rng)
+    assert img.shape == (3, 32, 32) and tgt.shape == (32, 32)
+    assert (tgt[20:, :] == IGNORE_LABEL).all() and (tgt[:, 20:] == IGNORE_LABEL).all()
+    np.testing.assert_array_equal(tgt[:20, :20], target)
+
+
+def test_crop_finds_sparse_annotation(rng):
+    image = np.zeros((1, 200, 200), np.float32)
+    target = np.full((200, 200), IGNORE_LABEL, np.int64)
+    target[150:153, 20:23] = 1
+    for _ in range(5):
+        _, tgt = aug.random_crop(image, target, 32, rng)
+        assert (tgt == 1).any()
+
+
+def test_intensity_and_channel_augmentation_leave_labels(rng):
+    image, target = _aligned(rng)
+    img, tgt = aug.augment_crop(image, target, rng, elastic_probability=0.0)
+    assert img.shape == image.shape and tgt.shape == target.shape
+    assert sorted(np.unique(tgt)) == sorted(np.unique(target))
+    perm = aug.permute_channels(image, np.random.default_rng(3))
+    assert sorted(perm.sum(axis=(1, 2)).round(3)) == sorted(image.sum(axis=(1, 2)).round(3))
+
+
+def test_extra_channels_are_not_jittered(rng):
+    image, target = _aligned(rng)
+    stacked = np.concatenate([image, image * 255])
+    img, _ = aug.augment_crop(stacked, target, rng, elastic_probability=0.0, network_channels=3)
+    assert img.shape == (6, 48, 48)
+    assert img[3:].min() >= 0 and img[3:].max() <= 255  # untouched apart from geometry
+
+
+def test_batch_is_reproducible():
+    rng = np.random.default_rng(0)
+    image, target = _aligned(rng, 80)
+    samples = [PreparedSample(image, target)]
+    a = aug.sample_batch(samples, 4, 32, np.random.default_rng(5))
+    b = aug.sample_batch(samples, 4, 32, np.random.default_rng(5))
+    assert a[0].shape == (4, 3, 32, 32) and a[1].dtype == np.int64
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])

@@ -1,0 +1,173 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_fcnseg.core.progress import run_to_completion
+from napari_fcnseg.errors import InputError
+from napari_fcnseg.model.checkpoint import load_model
+from napari_fcnseg.training.samples import (
+    IGNORE_LABEL,
+    TrainingSample,
+    prepare_sample,
+    samples_from_stack,
+)
+from napari_fcnseg.training.trainer import TrainConfig, fit
+
+from .conftest import disks, small_model
+
+FAST = dict(batch_size=4, crop=64, learning_rate=1e-2, device="cpu")
+
+
+def _events(job):
+    events = []
+    result = run_to_completion(job, events.append)
+    return result, events
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_learns_trivial_task(small, toy_train, toy_val):
+    config = TrainConfig(max_steps=60, validate_every=20, patience=10, **FAST)
+    result, events = _events(fit(small, toy_train, toy_val, config))
+    assert result.best_val_iou > 0.9
+    assert result.history[0]["val_iou"] < result.best_val_iou
+    assert result.steps == 60 and not result.stopped_early
+    unet = [e for e in events if e.info["phase"] == "unet"]
+    assert [e.step for e in unet] == list(range(1, 61))
+    assert all(e.total == 60 for e in unet)
+    assert set(unet[0].info) >= {"loss", "val_iou", "phase", "elapsed"}
+    assert unet[0].info["val_iou"] is None and unet[-1].info["val_iou"] is not None
+    model = result.model
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    prov = model.info.provenance
+    assert prov["steps"] == 60 and prov["seed"] == 0 and prov["val_iou"] == result.best_val_iou
+    assert prov["train_samples"] == 4 and prov["validated_on"] == "val"
+
+
+def test_early_stopping(small, toy_train, toy_val):
+    config = TrainConfig(
+        max_steps=500,
+        validate_every=2,
+        patience=2,
+        batch_size=2,
+        crop=32,
+        learning_rate=1e-9,
+        device="cpu",
+    )
+    result, _ = _events(fit(small, toy_train, toy_val, config))
+    assert result.stopped_early and result.steps == 6  # best at 2, no gain at 4 and 6
+
+
+def test_time_budget(small, toy_train, toy_val):
+    start = time.monotonic()
+    config = TrainConfig(max_seconds=1.5, validate_every=10, **FAST)
+    result, events = _events(fit(small, toy_train, toy_val, config))
+    assert result.steps > 3 and result.seconds < 3.5 and time.monotonic() - start < 5
+    assert events[-1].total >= result.steps
+
+
+def test_closing_the_generator_leaves_model_untouched(small, toy_train, toy_val):
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    job = fit(small, toy_train, toy_val, TrainConfig(max_steps=100, **FAST))
+    for _ in range(5):
+        next(job)
+    job.close()
+    after = small.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_same_seed_same_weights(toy_train, toy_val):
+    config = TrainConfig(max_steps=6, validate_every=3, seed=7, **FAST)
+    a = run_to_completion(fit(small_model(), toy_train, toy_val, config)).model
+    b = run_to_completion(fit(small_model(), toy_train, toy_val, config)).model
+    config.seed = 8
+    c = run_to_completion(fit(small_model(), toy_train, toy_val, config)).model
+    assert _same_weights(a, b)
+    assert not _same_weights(a, c)
+
+
+def test_checkpoints_written_and_loadable(small, toy_train, toy_val, tmp_path):
+    config = TrainConfig(max_steps=6, validate_every=3, **FAST)
+    result = run_to_completion(
+        fit(small, toy_train, toy_val, config, checkpoint_dir=tmp_path, provenance={"data": "toy"})
+    )
+    best = load_model(tmp_path / "best.safetensors")
+    latest = load_model(tmp_path / "latest.safetensors")
+    assert latest.info.provenance["steps"] == 6 and latest.info.provenance["data"] == "toy"
+    assert best.info.provenance["val_iou"] == result.best_val_iou
+    assert _same_weights(best, result.model)
+
+
+def test_validates_on_train_when_no_val(small, toy_train):
+    result, events = _events(fit(small, toy_train, [], TrainConfig(max_steps=2, **FAST)))
+    assert any("validating on the training images" in e.message for e in events)
+    assert result.model.info.provenance["validated_on"] == "train"
+
+
+def test_greyscale_image_for_rgb_model_and_small_images(small):
+    samples = [disks(i, size=40, channels=1) for i in range(2)]
+    result = run_to_completion(fit(small, samples, samples[:1], TrainConfig(max_steps=2, **FAST)))
+    assert result.steps == 2
+
+
+def test_bad_input_is_refused(small, toy_train):
+    bad = TrainingSample(toy_train[0].image, np.full((64, 64), 5, np.uint8), name="bad")
+    with pytest.raises(InputError, match="bad: labels contain"):
+        next(fit(small, [bad], [], TrainConfig(max_steps=1, **FAST)))
+    none = TrainingSample(toy_train[0].image, np.full((64, 64), IGNORE_LABEL, np.uint8))
+    with pytest.raises(InputError, match="no annotated"):
+        next(fit(small, [none], [], TrainConfig(max_steps=1, **FAST)))
+    with pytest.raises(InputError, match="batch_size"):
+        next(fit(small, toy_train, [], TrainConfig(max_steps=1, batch_size=0)))
+    with pytest.raises(InputError, match="no training images"):
+        next(fit(small, [], toy_train, TrainConfig(max_steps=1)))
+
+
+def test_corrected_only_target():
+    sample = disks(0)
+    corrected = np.zeros((64, 64), bool)
+    corrected[30, 30] = True
+    with_mask = TrainingSample(sample.image, sample.labels, corrected)
+    target = prepare_sample(
+        with_mask, 3, {"method": "percentile"}, corrected_only=True, corrected_margin=3
+    ).target
+    kept = target != IGNORE_LABEL
+    assert kept.sum() == 29  # the disk of radius 3 around the corrected pixel
+    assert kept[27, 30] and not kept[26, 30]
+    np.testing.assert_array_equal(target[kept], sample.labels[kept])
+    target = prepare_sample(
+        with_mask, 3, {"method": "percentile"}, corrected_only=True, corrected_margin=0
+    ).target
+    assert (target != IGNORE_LABEL).sum() == 1
+    no_mask = prepare_sample(sample, 3, {"method": "percentile"}, corrected_only=True).target
+    assert (no_mask != IGNORE_LABEL).all()  # no mask = fully confirmed
+
+
+def test_corrected_only_training_runs(small):
+    sample = disks(0)
+    corrected = np.zeros((64, 64), bool)
+    corrected[10:20, 10:20] = True
+    masked = TrainingSample(sample.image, sample.labels, corrected, name="m")
+    config = TrainConfig(max_steps=3, corrected_only=True, corrected_margin=4, **FAST)
+    assert run_to_completion(fit(small, [masked], [], config)).steps == 3
+    empty = TrainingSample(sample.image, sample.labels, np.zeros((64, 64), bool))
+    with pytest.raises(InputError, match="no annotated"):
+        next(fit(small, [empty], [], config))
+
+
+def test_samples_from_stack():
+    image = np.zeros((4, 10, 12, 2), np.uint16)
+    labels = np.full((4, 10, 12), IGNORE_LABEL, np.uint8)
+    labels[1, 2, 3] = 1
+    corrected = np.zeros((4, 10, 12), bool)
+    corrected[3, 0, 0] = True
+    samples = samples_from_stack(image, labels, corrected)
+    assert [s.name for s in samples] == ["slice 1", "slice 3"]
+    assert samples[0].image.shape == (10, 12, 2) and samples[1].corrected[0, 0]
+    with pytest.raises(InputError):
+        samples_from_stack(image, labels[:2])
