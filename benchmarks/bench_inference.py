@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _memory import peak_rss_mib, reset_peak, rss_mib  # noqa: E402
+from _memory import peak_rss_mib, reset_peak, rss_mib
 
 SIZE = 1024
 
@@ -174,7 +174,8 @@ def main() -> None:
         f"model: U-Net depth 4, 16 base features, 3 channels, batch {args.batch}"
     )
     print(
-        "| mode | slices of 1024x1024 | tile | seconds | MPix/s | vs untiled | peak RSS MiB | job peak MiB |"
+        "| mode | slices of 1024x1024 | tile | seconds | MPix/s | vs untiled "
+        "| peak RSS MiB | job peak MiB |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -29,18 +29,18 @@ import torch
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _baselines import RandomForestBaseline, otsu_mask  # noqa: E402
+from _baselines import RandomForestBaseline, otsu_mask
 
-from napari_fcnseg.core.crf import refine_with_crf  # noqa: E402
-from napari_fcnseg.core.metrics import iou_and_dice  # noqa: E402
-from napari_fcnseg.core.predict import predict_probabilities  # noqa: E402
-from napari_fcnseg.core.progress import run_to_completion  # noqa: E402
-from napari_fcnseg.model.checkpoint import load_model, save_model  # noqa: E402
-from napari_fcnseg.model.default import resolve_model_path  # noqa: E402
-from napari_fcnseg.training import egg_recipe  # noqa: E402
-from napari_fcnseg.training.samples import TrainingSample  # noqa: E402
-from napari_fcnseg.training.synthetic_brightfield import make_brightfield_slice  # noqa: E402
-from napari_fcnseg.training.trainer import TrainConfig, fit  # noqa: E402
+from napari_fcnseg.core.crf import refine_with_crf
+from napari_fcnseg.core.metrics import iou_and_dice
+from napari_fcnseg.core.predict import predict_probabilities
+from napari_fcnseg.core.progress import run_to_completion
+from napari_fcnseg.model.checkpoint import load_model, save_model
+from napari_fcnseg.model.default import resolve_model_path
+from napari_fcnseg.training import egg_recipe
+from napari_fcnseg.training.samples import TrainingSample
+from napari_fcnseg.training.synthetic_brightfield import make_brightfield_slice
+from napari_fcnseg.training.trainer import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work"

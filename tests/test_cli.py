@@ -235,10 +235,9 @@ def test_predict_with_crf(tmp_path, tiff_stack):
     import torch
     from skimage.measure import label
 
-    from napari_fcnseg.model.checkpoint import save_model
-
     from napari_fcnseg.core.predict import predict_probabilities
     from napari_fcnseg.core.progress import run_to_completion
+    from napari_fcnseg.model.checkpoint import save_model
 
     model = make_tiny_model()
     with torch.no_grad():  # a speckled, over-confident prediction for the CRF to clean

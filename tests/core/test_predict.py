@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -60,7 +62,7 @@ def test_tile_grid_covers_the_image():
         extent, starts = axis_tiles(length, 256, 32, 8)
         assert extent % 8 == 0 and extent <= 256
         assert starts[0] == 0 and starts[-1] + extent >= length
-        assert all(b - a <= extent - min(32, extent // 2) for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= extent - min(32, extent // 2) for a, b in itertools.pairwise(starts))
     grid = TileGrid.plan(100, 300, 128, 16, 8)
     assert all(w.min() > 0 for w in (grid.weights(y, x) for y, x in grid.origins))
 

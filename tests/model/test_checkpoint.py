@@ -63,7 +63,7 @@ def test_truncated_file(tmp_path, tiny_model):
     for cut in (4, 100, len(data) // 2):
         broken = tmp_path / f"cut{cut}.safetensors"
         broken.write_bytes(data[:cut])
-        with pytest.raises(ModelFileError, match="truncated|corrupt"):
+        with pytest.raises(ModelFileError, match=r"truncated|corrupt"):
             load_model(broken)
 
 

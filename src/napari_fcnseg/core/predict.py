@@ -141,7 +141,9 @@ def predict_slices(
         while True:
             total = done + (len(order) - position) * len(grid)
             try:
-                probs = yield from _predict_slice(model, stack[z], lo, hi, grid, batch, dev, done, total)
+                probs = yield from _predict_slice(
+                    model, stack[z], lo, hi, grid, batch, dev, done, total
+                )
                 break
             except torch.OutOfMemoryError:
                 # Raised by CUDA (and MPS) allocators; the slice is redone with smaller tiles.
@@ -194,7 +196,8 @@ def _predict_slice(
             w = grid.weights(y, x)
             accum[:, y : y + th, x : x + tw] += p * w
             weight_sum[y : y + th, x : x + tw] += w
-        yield Progress(done + start + len(chunk), total, f"{done + start + len(chunk)}/{total} tiles")
+        step = done + start + len(chunk)
+        yield Progress(step, total, f"{step}/{total} tiles")
     return accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
 
 

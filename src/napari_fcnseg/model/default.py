@@ -17,7 +17,7 @@ def default_model_path() -> Path | None:
 
 
 def resolve_model_path(path: str | Path | None) -> Path:
-    """The model file to use: ``path`` when given (``"default"`` means the bundled one)."""
+    """Return the model file to use: ``path``, or the bundled one for ``None``/``"default"``."""
     if path is not None and str(path) != "default":
         return Path(path)
     bundled = default_model_path()

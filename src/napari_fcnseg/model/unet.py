@@ -56,6 +56,7 @@ class Up(nn.Module):
         self.conv = DoubleConv(2 * out_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Upsample ``x``, join it with ``skip`` and convolve."""
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
@@ -123,7 +124,7 @@ class UNet(nn.Module):
         return 2 ** (self.depth - 1)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments, enough to rebuild the network."""
+        """Return the constructor arguments, enough to rebuild the network."""
         return {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,

@@ -33,7 +33,7 @@ REAL_NAMES = ("insitu4174", "insitu7331", "insitu7544")
 
 
 def egg_chamber_model() -> SegmentationModel:
-    """A new default-size U-Net for egg chambers (depth 4, 16 base features, RGB)."""
+    """Build a new default-size U-Net for egg chambers (depth 4, 16 base features, RGB)."""
     return SegmentationModel.create(EGG_CLASS_NAMES, 3, depth=4, base_features=16)
 
 
@@ -54,7 +54,7 @@ def synthetic_egg_samples(
 def real_egg_samples(
     folder: str | os.PathLike[str], names: Sequence[str] = REAL_NAMES
 ) -> list[TrainingSample]:
-    """The shared drosophila-ovary slices (``image/NAME.jpg``, ``annot_struct/NAME.png``)."""
+    """Read the shared drosophila-ovary slices (``image/NAME.jpg``, ``annot_struct/NAME.png``)."""
     from skimage import io as skio
 
     folder = Path(folder)
@@ -69,7 +69,7 @@ def real_egg_samples(
 
 
 def pretrain_config(seed: int = 0, device: str = "auto") -> TrainConfig:
-    """Settings of the synthetic-only stage."""
+    """Return the settings of the synthetic-only stage."""
     return TrainConfig(
         max_steps=PRETRAIN_STEPS,
         batch_size=8,
@@ -83,7 +83,7 @@ def pretrain_config(seed: int = 0, device: str = "auto") -> TrainConfig:
 
 
 def finetune_config(seed: int = 0, device: str = "auto") -> TrainConfig:
-    """Settings of the synthetic + real stage."""
+    """Return the settings of the synthetic + real stage."""
     return TrainConfig(
         max_steps=FINETUNE_STEPS,
         batch_size=8,
@@ -123,7 +123,7 @@ def train_egg_chamber_model(
 def pretrain_egg_chamber_model(
     seed: int = 0, device: str = "auto"
 ) -> Generator[Progress, None, TrainResult]:
-    """The synthetic-only stage alone (shared by the leave-one-out folds)."""
+    """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
     val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
     return (
         yield from fit(
