@@ -145,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .core.progress import run_to_completion
+    from .core.progress import Progress, run_to_completion
     from .io.atomic import check_writable
     from .model.checkpoint import MODEL_SUFFIX, SegmentationModel, save_model
     from .training.dataset import AnnotatedSet
+    from .training.samples import sample_channels
     from .training.trainer import TrainConfig, fit
 
     out = (
@@ -164,13 +165,14 @@ def _train(args: argparse.Namespace) -> int:
     if not train:
         raise InputError(f"{args.data} holds no annotated images; add some with fcnseg add")
     if args.init is not None:
+        from .model.checkpoint import load_model
         from .model.default import resolve_model_path
 
         parent = resolve_model_path(args.init)
-        model = _load_any(parent)
+        model = load_model(parent)  # reads the header first: clear errors for foreign files
         names = {"parent": str(parent)}
     else:
-        channels = 1 if train[0].image.ndim == 2 else int(train[0].image.shape[2])
+        channels = sample_channels(train[0].image)
         model = SegmentationModel.create(annotated.class_names, channels)
         names = {}
     if model.info.class_names != annotated.class_names:
@@ -210,7 +212,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     with tqdm(total=0, desc="train", unit="step", file=sys.stderr) as bar:
 
-        def show(event) -> None:  # type: ignore[no-untyped-def]
+        def show(event: Progress) -> None:
             bar.total, bar.n = event.total, event.step
             val_iou = event.info.get("val_iou")
             bar.set_postfix(
@@ -231,13 +233,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_any(path: Path):  # type: ignore[no-untyped-def]
-    from .model.checkpoint import load_model, read_model_info
-
-    read_model_info(path)  # clear errors for missing or foreign files
-    return load_model(path)
-
-
 def _add(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -245,7 +240,7 @@ def _add(args: argparse.Namespace) -> int:
     from .io.images import read_image
     from .io.labels import read_labels
     from .training.dataset import MANIFEST, AnnotatedSet, safe_item_name
-    from .training.samples import samples_from_stack
+    from .training.samples import samples_from_stack, squeeze_channel
 
     image = read_image(args.image)
     labels = np.asarray(read_labels(args.labels))
@@ -274,6 +269,8 @@ def _add(args: argparse.Namespace) -> int:
         annotated = AnnotatedSet.create(args.set_dir, names)
     base = args.name or safe_item_name(args.image.stem)
     mask = None if corrected is None else corrected.reshape(labels_zyx.shape)
+    # (item name, (Y, X, C) image, labels, corrected mask, slice index)
+    items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None, int | None]]
     if not image.layout.is_stack:
         items = [(base, stack[0], labels_zyx[0], None if mask is None else mask[0], None)]
     else:
@@ -289,12 +286,11 @@ def _add(args: argparse.Namespace) -> int:
         ]
         if not items:
             raise InputError(f"{args.labels} has no annotated pixel (all 255); nothing to add")
-    for name, img, lbl, mask, z in items:
-        img = img[..., 0] if img.shape[-1] == 1 else img
+    for name, img, lbl, item_mask, z in items:
         annotated.add_item(
-            img,
+            squeeze_channel(img),
             lbl,
-            mask,
+            item_mask,
             name=name,
             source=str(args.image.resolve()),
             slice_index=z,

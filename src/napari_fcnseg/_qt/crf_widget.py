@@ -30,7 +30,8 @@ from ..core.edits import PredictionRecord, is_edited, soft_labels
 from ..core.predict import probabilities_to_labels
 from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
-from .layers import image_data, record_of, write_labels
+from .forms import connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
+from .layers import image_data, layer_choices, record_of, write_labels
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -73,14 +74,9 @@ class CrfWidget(Container):
         self.bilateral_compat = _float("appearance weight", DEFAULTS["bilateral_compat"])
         self.volume = CheckBox(text="3D CRF (z-spacing from the layer's scale)", value=False)
         self.spacing_info = Label(value="")
-        self.run_button = PushButton(text="Refine with CRF")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.run_button, self.cancel_button, buttons = run_buttons("Refine with CRF")
         self.before = PushButton(text="Show before CRF", enabled=False)
         self.before.native.setCheckable(True)
-        buttons = Container(
-            layout="horizontal", widgets=[self.run_button, self.cancel_button], labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
         super().__init__(
             widgets=[
                 self.labels_layer,
@@ -99,9 +95,7 @@ class CrfWidget(Container):
             ]
         )
         self.runner = JobRunner("Refine with CRF", parent=self.native)
-        self.runner.running.connect(self._set_running)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.runner.cancel)
+        connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.before.native.toggled.connect(self.show_before)
         self.labels_layer.changed.connect(self._on_labels_changed)
         self.volume.changed.connect(self._update_spacing_info)
@@ -109,24 +103,19 @@ class CrfWidget(Container):
         self._shown: Labels | None = None
         self._outputs: list[Labels] = []
         self._writing = False
-        for event in ("inserted", "removed", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        watch_layer_list(viewer, self._refresh_layers)
         viewer.layers.events.inserted.connect(self._on_inserted)
         self._refresh_layers()
 
     # ---------------------------------------------------------------- choices
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+        return layer_choices(self._viewer, Labels)
 
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        return layer_choices(self._viewer, Image)
 
     def _refresh_layers(self, _event: Any = None) -> None:
-        self.labels_layer.reset_choices()
-        self.image.reset_choices()
-        for combo in (self.labels_layer, self.image):
-            if combo.value is None and combo.choices:
-                combo.value = combo.choices[-1]  # the top layer of the list
+        refresh_layer_combos(self.labels_layer, self.image)
         self._outputs = [out for out in self._outputs if out in self._viewer.layers]
         if self._pair and any(layer not in self._viewer.layers for layer in self._pair):
             self._pair = None
@@ -162,10 +151,6 @@ class CrfWidget(Container):
         z = self.spacing()[0]
         mode = "one 3D CRF" if self.volume.value else "slice by slice"
         self.spacing_info.value = f"z-spacing {z:g} px (layer scale); {mode}"
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
 
     # ---------------------------------------------------------------- running
     def spacing(self) -> tuple[float, ...]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, Label
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QMessageBox
@@ -22,8 +22,9 @@ from qtpy.QtWidgets import QMessageBox
 from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
 from ..training.dataset import AnnotatedSet, safe_item_name
-from ..training.samples import TrainingSample
-from .layers import layer_samples, record_of
+from ..training.samples import TrainingSample, squeeze_channel
+from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
+from .layers import layer_choices, layer_samples, record_of
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -48,11 +49,8 @@ def export_job(
 ) -> Generator[Progress, None, int]:
     """Write ``items`` into the set (replacing same-named items); return how many were written."""
     for i, item in enumerate(items):
-        image = np.asarray(item.sample.image)
-        if image.ndim == 3 and image.shape[-1] == 1:
-            image = image[..., 0]
         annotated.add_item(
-            image,
+            squeeze_channel(item.sample.image),
             item.sample.labels,
             item.sample.corrected,
             name=item.name,
@@ -83,47 +81,25 @@ class ExportWidget(Container):
     def __init__(self, viewer: napari.Viewer):
         self._viewer = viewer
         self.labels_layer = ComboBox(label="labels", choices=self._labels_choices, nullable=True)
-        self.folder = FileEdit(label="annotated set", mode="d")
+        self.folder = FileEdit(label="annotated set", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.summary = Label(value="choose a folder for the annotated set")
-        self.run_button = PushButton(text="Export")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(
-            layout="horizontal", widgets=[self.run_button, self.cancel_button], labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
+        self.run_button, self.cancel_button, buttons = run_buttons("Export")
         super().__init__(widgets=[self.labels_layer, self.folder, self.summary, buttons])
         self.runner = JobRunner("Export", parent=self.native)
-        self.runner.running.connect(self._set_running)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.runner.cancel)
+        connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.folder.changed.connect(self.update_size)
-        for event in ("inserted", "removed", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        watch_layer_list(viewer, self._refresh_layers)
         self._refresh_layers()
 
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Labels) and record_of(layer) is not None
-        ]
+        return layer_choices(self._viewer, Labels, plugin_only=True)
 
     def _refresh_layers(self, _event: Any = None) -> None:
-        self.labels_layer.reset_choices()
-        if self.labels_layer.value is None and self.labels_layer.choices:
-            self.labels_layer.value = self.labels_layer.choices[-1]
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-
-    def _folder(self) -> Path | None:
-        value = str(self.folder.value)
-        return None if value in ("", ".") else Path(value)
+        refresh_layer_combos(self.labels_layer)
 
     def update_size(self, _value: Any = None) -> None:
         """Show the size of the chosen set."""
-        folder = self._folder()
+        folder = chosen_path(self.folder)
         if folder is None:
             self.summary.value = "choose a folder for the annotated set"
             return
@@ -148,7 +124,7 @@ class ExportWidget(Container):
     def run(self) -> None:
         """Export the corrected slices (the **Export** button)."""
         try:
-            layer, folder = self.labels_layer.value, self._folder()
+            layer, folder = self.labels_layer.value, chosen_path(self.folder)
             if layer is None:
                 raise InputError("no labels to export: run Segment and correct the labels first")
             if folder is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -38,7 +39,8 @@ from ..model.default import default_model_path
 from ..model.store import ModelStore
 from ..training.samples import TrainingSample
 from ..training.trainer import TrainConfig, TrainResult, fit
-from .layers import current_slice, layer_samples, record_of
+from .forms import button_row, chosen_path, connect_runner, run_buttons, watch_layer_list
+from .layers import current_slice, layer_choices, layer_samples, record_of
 from .loss_plot import LossPlot
 from .shared import MODELS
 from .workers import JobRunner
@@ -97,20 +99,14 @@ class FineTuneWidget(Container):
         self.learning_rate.native.setDecimals(6)
         self.corrected_only = CheckBox(text="learn only near corrected pixels", value=False)
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
-        self.folder = FileEdit(label="models folder", mode="d", value=MODELS.folder)
+        self.folder = FileEdit(
+            label="models folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=MODELS.folder
+        )
         self.version = ComboBox(label="version", choices=self._version_choices)
         self.use_button = PushButton(text="Use this version")
         self.active = Label(value="")
-        self.run_button = PushButton(text="Fine-tune")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(
-            layout="horizontal", widgets=[self.run_button, self.cancel_button], labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
-        versions = Container(
-            layout="horizontal", widgets=[self.version, self.use_button], labels=False
-        )
-        versions.margins = (0, 0, 0, 0)
+        self.run_button, self.cancel_button, buttons = run_buttons("Fine-tune")
+        versions = button_row(self.version, self.use_button)
         super().__init__(
             widgets=[
                 self.layers,
@@ -129,28 +125,22 @@ class FineTuneWidget(Container):
         self.plot = LossPlot()
         self.native.layout().insertWidget(8, self.plot)
         self.runner = JobRunner("Fine-tune", parent=self.native)
+        connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.runner.running.connect(self._set_running)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.runner.cancel)
         self.mark_button.changed.connect(self.mark_checked)
         self.use_button.changed.connect(self.use_version)
         self.folder.changed.connect(lambda value: MODELS.set_folder(value))
         self.layers.changed.connect(self._update_edits)
         MODELS.changed.connect(self._refresh_versions)
         self.native.destroyed.connect(lambda: MODELS.changed.disconnect(self._refresh_versions))
-        for event in ("inserted", "removed", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        watch_layer_list(viewer, self._refresh_layers)
         viewer.dims.events.current_step.connect(self._update_edits)
         self._refresh_layers()
         self._refresh_versions()
 
     # ---------------------------------------------------------------- choices and status
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Labels) and record_of(layer) is not None
-        ]
+        return layer_choices(self._viewer, Labels, plugin_only=True)
 
     def _version_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         try:
@@ -168,13 +158,15 @@ class FineTuneWidget(Container):
         if not before and self.layers.choices:
             self.layers.value = [self.layers.choices[-1]]
         for layer in self.layers.choices:
+            if not isinstance(layer, Labels):  # never: the choices are Labels layers
+                continue
             layer.events.labels_update.connect(self._update_edits)
             layer.events.paint.connect(self._update_edits)
             layer.events.data.connect(self._update_edits)
         self._update_edits()
 
     def _refresh_versions(self) -> None:
-        if Path(self.folder.value) != MODELS.folder:
+        if chosen_path(self.folder) != MODELS.folder:
             self.folder.value = MODELS.folder
         self.version.reset_choices()
         try:
@@ -204,8 +196,7 @@ class FineTuneWidget(Container):
         self.edits.value = "\n".join(parts) or "segment an image and correct its labels"
 
     def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
+        # The Run and Cancel buttons are switched by connect_runner.
         self.use_button.enabled = not running
 
     # ---------------------------------------------------------------- actions
@@ -262,8 +253,8 @@ class FineTuneWidget(Container):
             store = MODELS.store
             if store.active is not None:
                 path = store.path()
-            elif default_model_path() is not None:
-                path = default_model_path()  # type: ignore[assignment]
+            elif (bundled := default_model_path()) is not None:
+                path = bundled
             else:
                 raise InputError(
                     f"the model that segmented '{layer.name}' is unknown or gone; segment the "

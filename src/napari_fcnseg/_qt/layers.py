@@ -8,10 +8,10 @@ layer still holds exactly what the plugin put there; otherwise it adds a new lay
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_info
 
 from ..core.axes import infer_layout, to_zyxc
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Key of the :class:`PredictionRecord` in a Labels layer's ``metadata``.
 RECORD_KEY = "fcnseg"
+
+L = TypeVar("L", Image, Labels)
 
 
 def image_data(layer: Image) -> tuple[Any, str]:
@@ -53,12 +55,26 @@ def current_slice(viewer: napari.Viewer, layer: Image | Labels) -> int:
     return int(min(max(z, 0), layer.data.shape[0] - 1))
 
 
-def record_of(layer: Labels | None) -> PredictionRecord | None:
+def record_of(layer: Layer | None) -> PredictionRecord | None:
     """Return the prediction record the plugin attached to ``layer``, if any."""
     if layer is None:
         return None
     record = layer.metadata.get(RECORD_KEY)
     return record if isinstance(record, PredictionRecord) else None
+
+
+def layer_choices(
+    viewer: napari.Viewer, kind: type[L], *, plugin_only: bool = False
+) -> list[tuple[str, L]]:
+    """Return (name, layer) for the viewer's layers of type ``kind``.
+
+    With ``plugin_only``, only layers that carry the plugin's :class:`PredictionRecord`.
+    """
+    return [
+        (layer.name, layer)
+        for layer in viewer.layers
+        if isinstance(layer, kind) and (not plugin_only or record_of(layer) is not None)
+    ]
 
 
 def layer_is_edited(layer: Labels) -> bool:

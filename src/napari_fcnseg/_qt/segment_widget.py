@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, SpinBox
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error
 
@@ -24,7 +25,8 @@ from ..core.progress import Progress
 from ..errors import FcnsegError, InputError, ModelFileError
 from ..model.checkpoint import load_model
 from ..model.default import default_model_path
-from .layers import current_slice, image_data, is_stack, write_labels
+from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
+from .layers import current_slice, image_data, is_stack, layer_choices, write_labels
 from .shared import MODELS
 from .workers import JobRunner
 
@@ -84,15 +86,12 @@ class SegmentWidget(Container):
             value=WHOLE,
         )
         self.model = ComboBox(label="model", choices=self._model_choices)
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.model_file = FileEdit(
+            label="model file", mode=FileDialogMode.EXISTING_FILE, filter="*.safetensors"
+        )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)
-        self.run_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(
-            layout="horizontal", widgets=[self.run_button, self.cancel_button], labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
+        self.run_button, self.cancel_button, buttons = run_buttons("Segment")
         super().__init__(
             widgets=[
                 self.image,
@@ -105,16 +104,13 @@ class SegmentWidget(Container):
             ]
         )
         self.runner = JobRunner("Segment", parent=self.native)
-        self.runner.running.connect(self._set_running)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.runner.cancel)
+        connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.model.changed.connect(self._on_model_changed)
         self.model.tooltip = (
             "A fine-tuned version from the models folder, the bundled model, or a file"
         )
         self.tile.tooltip = "Largest tile sent to the network; smaller tiles use less memory"
-        for event in ("inserted", "removed", "reordered"):
-            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        watch_layer_list(viewer, self._refresh_layers)
         MODELS.changed.connect(self._refresh_models)
         self.native.destroyed.connect(lambda: MODELS.changed.disconnect(self._refresh_models))
         self._refresh_models()
@@ -122,10 +118,10 @@ class SegmentWidget(Container):
 
     # ---------------------------------------------------------------- choices
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        return layer_choices(self._viewer, Image)
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        choices = []
+        choices: list[tuple[str, str]] = []
         try:
             store = MODELS.store
             active, versions = store.active, store.versions()
@@ -141,9 +137,7 @@ class SegmentWidget(Container):
         return choices
 
     def _refresh_layers(self, _event: Any = None) -> None:
-        self.image.reset_choices()
-        if self.image.value is None and self.image.choices:
-            self.image.value = self.image.choices[-1]
+        refresh_layer_combos(self.image)
 
     def _refresh_models(self) -> None:
         self.model.reset_choices()
@@ -158,10 +152,6 @@ class SegmentWidget(Container):
     def _on_model_changed(self, _value: Any = None) -> None:
         self.model_file.visible = self.model.value == MODEL_FILE
 
-    def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-
     # ---------------------------------------------------------------- running
     def model_path(self) -> Path:
         """Return the model file the current choice stands for."""
@@ -172,8 +162,8 @@ class SegmentWidget(Container):
                 raise ModelFileError("the bundled default model is missing from this install")
             return path
         if choice == MODEL_FILE:
-            path = Path(self.model_file.value)
-            if str(self.model_file.value) in ("", ".") or path.is_dir():
+            chosen = chosen_path(self.model_file)
+            if chosen is None or chosen.is_dir():
                 raise ModelFileError(
                     "no model file chosen: this install has no bundled default model, so "
                     "choose a .safetensors model file under 'model file' (or pick a fine-tuned "
@@ -181,7 +171,7 @@ class SegmentWidget(Container):
                     if default_model_path() is None
                     else "no model file chosen: choose a .safetensors file under 'model file'"
                 )
-            return path
+            return chosen
         return MODELS.store.path(str(choice))
 
     def run(self) -> None:
@@ -194,8 +184,8 @@ class SegmentWidget(Container):
                     "napari-fcnseg) and pick it under 'image'"
                 )
             data, axes = image_data(layer)
-            z = current_slice(self._viewer, layer)
-            z = z if self.scope.value == CURRENT_SLICE and is_stack(layer) else None
+            one_slice = self.scope.value == CURRENT_SLICE and is_stack(layer)
+            z = current_slice(self._viewer, layer) if one_slice else None
             job = segment_job(
                 self.model_path(),
                 data,

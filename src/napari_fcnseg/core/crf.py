@@ -26,15 +26,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..model.crf_rnn import CrfRnn, scale_intensities
+from ..model.crf_rnn import MIN_PROBABILITY as MIN_PROBABILITY  # re-exported (public name)
+from ..model.crf_rnn import CrfRnn, probability_logits, scale_channels_last
 from .device import resolve_device
 from .progress import Progress, run_to_completion
 
 logger = logging.getLogger(__name__)
-
-#: Probabilities are clipped to [MIN_PROBABILITY, 1] before the unary ``-log(p)`` is taken
-#: (pydensecrf's ``unary_from_softmax`` uses the same 1e-5).
-MIN_PROBABILITY = 1e-5
 
 #: Default parameters, e.g. for CLI and widget help texts. They are pydensecrf's usual settings
 #: except ``bilateral_srgb``: 8 instead of 13. After the percentile stretch, 13 let the bilateral
@@ -164,9 +161,8 @@ def iter_refine_with_crf(
         bilateral_downsample=bilateral_downsample,
         normalize_image=False,
     ).to(dev)
-    channels = img if img.ndim > spatial_ndim else img[..., None]
     # (C, *spatial) float32, scaled once for the whole image or stack.
-    scaled = scale_intensities(torch.from_numpy(np.moveaxis(channels, -1, 0).astype(np.float32)))
+    scaled = scale_channels_last(img, spatial_ndim)
     out = np.empty(probs.shape, dtype=np.float32)
     # Grad mode is switched off around each piece of work, never across a yield: a context
     # manager held over a yield would leak into the caller's code.
@@ -179,7 +175,7 @@ def iter_refine_with_crf(
         return out
     total = int(iterations)
     with torch.no_grad():
-        logits = _logits(probs, dev)
+        logits = probability_logits(probs, dev)
         steps = crf.mean_field(logits, scaled.to(dev), spacing_t)
         q = logits.softmax(0)
     yield Progress(0, total, "CRF: starting")
@@ -192,11 +188,6 @@ def iter_refine_with_crf(
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _logits(probs: np.ndarray, device: torch.device) -> torch.Tensor:
-    p = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32)).to(device)
-    return torch.log(p.clamp(MIN_PROBABILITY, 1.0))
-
-
 def _run(
     crf: CrfRnn,
     image: torch.Tensor,
@@ -204,9 +195,9 @@ def _run(
     spacing: tuple[float, ...] | None,
     device: torch.device,
 ) -> np.ndarray:
-    logits = _logits(probs, device)
+    logits = probability_logits(probs, device)
     final = run_to_completion(crf.mean_field(logits, image.to(device), spacing))
-    return final.softmax(0).float().cpu().numpy()  # type: ignore[no-any-return]
+    return final.softmax(0).float().cpu().numpy()
 
 
 def _check_probabilities(probs: np.ndarray) -> int:

@@ -58,6 +58,6 @@ def run_to_completion(
         try:
             event = next(job)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         if on_event is not None:
             on_event(event)

@@ -18,10 +18,8 @@ import torch
 
 from ..errors import ModelFileError
 from .checkpoint import SegmentationModel
-from .crf_rnn import CrfRnn, scale_intensities
-
-#: Probabilities are clipped to this before their log is taken as CRF unaries.
-MIN_PROBABILITY = 1e-5
+from .crf_rnn import MIN_PROBABILITY as MIN_PROBABILITY  # re-exported (public name)
+from .crf_rnn import CrfRnn, probability_logits, scale_channels_last
 
 
 def attach_crf(model: SegmentationModel, crf: CrfRnn | None = None, **crf_options) -> CrfRnn:
@@ -58,11 +56,7 @@ def detach_crf(model: SegmentationModel) -> None:
 
 def crf_image(image_yxc: np.ndarray) -> np.ndarray:
     """(C, Y, X) float32 image for the CRF: each channel's 0.5-99.5 percentiles -> 0-255."""
-    image = np.asarray(image_yxc, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., None]
-    chw = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))
-    return scale_intensities(chw).numpy()
+    return scale_channels_last(image_yxc, 2).numpy()
 
 
 def refine_with_model_crf(
@@ -78,7 +72,6 @@ def refine_with_model_crf(
     dev = torch.device(device) if isinstance(device, str) else device
     crf = crf.to(dev).eval()
     with torch.no_grad():
-        p = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32)).to(dev)
         img = torch.from_numpy(crf_image(image_yxc)).to(dev)
-        logits = crf(torch.log(p.clamp(MIN_PROBABILITY, 1.0))[None], img[None])
+        logits = crf(probability_logits(probabilities, dev)[None], img[None])
         return torch.softmax(logits[0], dim=0).cpu().numpy()

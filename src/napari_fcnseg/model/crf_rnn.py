@@ -28,6 +28,7 @@ import logging
 from collections.abc import Generator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -41,6 +42,9 @@ AUTO_DOWNSAMPLE_RATIO = 40.0
 #: Percentiles of every channel mapped to 0 and 255 by :func:`scale_intensities`.
 PERCENTILES = (0.5, 99.5)
 _QUANTILE_SAMPLES = 1 << 20
+#: Probabilities are clipped to [MIN_PROBABILITY, 1] before the unary ``-log(p)`` is taken
+#: (pydensecrf's ``unary_from_softmax`` uses the same 1e-5).
+MIN_PROBABILITY = 1e-5
 
 
 def scale_intensities(image: Tensor, percentiles: tuple[float, float] = PERCENTILES) -> Tensor:
@@ -70,6 +74,25 @@ def scale_intensities(image: Tensor, percentiles: tuple[float, float] = PERCENTI
     scale = torch.where(span > 0, 255.0 / span.clamp_min(1e-30), torch.zeros_like(span))
     shape = (-1,) + (1,) * (x.ndim - 1)
     return ((x - lo.view(shape)) * scale.view(shape)).clamp(0.0, 255.0)
+
+
+def scale_channels_last(image: np.ndarray, spatial_ndim: int) -> Tensor:
+    """Return a channels-last image as a ``(C, *spatial)`` tensor scaled to 0-255.
+
+    ``image`` is ``(*spatial)`` (one channel) or ``(*spatial, C)`` with ``spatial_ndim`` spatial
+    axes, any real dtype. It is converted to float32 and scaled with :func:`scale_intensities`,
+    whose percentiles are taken over the whole image or stack.
+    """
+    image = np.asarray(image)
+    channels = image if image.ndim > spatial_ndim else image[..., None]
+    chw = np.ascontiguousarray(np.moveaxis(channels, -1, 0), dtype=np.float32)
+    return scale_intensities(torch.from_numpy(chw))
+
+
+def probability_logits(probabilities: np.ndarray, device: str | torch.device = "cpu") -> Tensor:
+    """CRF unaries ``log(clip(p, MIN_PROBABILITY, 1))`` of ``(K, *spatial)`` probabilities."""
+    p = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32)).to(device)
+    return torch.log(p.clamp(MIN_PROBABILITY, 1.0))
 
 
 def auto_downsample(sigma_pixels: float) -> int:

@@ -20,7 +20,6 @@ import torch
 
 from ..core.progress import Progress
 from ..model.combined import MIN_PROBABILITY, attach_crf, crf_image, model_crf
-from ._validation import validate
 from .augment import sample_batch
 from .losses import segmentation_loss
 from .samples import PreparedSample, TrainingSample
@@ -33,7 +32,7 @@ def crf_phase(
     run: _Run, train: Sequence[TrainingSample], targets: list[PreparedSample], note: str
 ) -> Generator[Progress, None, bool]:
     """Train U-Net + CRF jointly for ``config.crf_steps`` steps; True if stopped early."""
-    from .trainer import _validation_event
+    from .trainer import _channel_permutation, _crop_size, _validate, _validation_event
 
     config, net = run.config, run.net
     if run.best_state is not None:  # continue from the best U-Net
@@ -42,14 +41,11 @@ def crf_phase(
     crf.to(run.device)
     channels = net.info.in_channels
     stacked = [
-        PreparedSample(np.concatenate([t.image, crf_image(_yxc(s.image))]), t.target, t.name)
+        PreparedSample(np.concatenate([t.image, crf_image(s.image)]), t.target, t.name)
         for s, t in zip(train, targets, strict=True)
     ]
-    multiple = net.required_multiple
-    largest = max(max(t.image.shape[1:]) for t in targets)
-    crop = -(-min(config.crf_crop, largest) // multiple) * multiple
-    permute = config.channel_permutation
-    permute = channels == 3 if permute is None else permute
+    crop = _crop_size(net, targets, config.crf_crop)
+    permute = _channel_permutation(config, channels)
     crf_ids = {id(p) for p in crf.parameters()}
     unet_params = [p for p in net.parameters() if id(p) not in crf_ids]
     optimizer = torch.optim.Adam(
@@ -60,15 +56,11 @@ def crf_phase(
     )
     start_step = run.step
     end_step = start_step + config.crf_steps
-    scores = validate(
-        net, run.val, run.val_targets, run.device, tile=config.validation_tile, with_crf=True
-    )
-    run.record("crf", float("nan"), scores, with_crf=True)
-    yield _validation_event(
-        run, end_step, float("nan"), scores["iou"], scores["class_iou"], " (untrained CRF)" + note
-    )
+    iou, class_iou, _ = _validate(run, float("nan"), with_crf=True)
+    yield _validation_event(run, end_step, float("nan"), iou, class_iou, " (untrained CRF)" + note)
     floor = math.log(MIN_PROBABILITY)
-    stale, loss_value, step_times = 0, float("nan"), []
+    step_times: list[float] = []
+    stale, loss_value = 0, float("nan")
     net.train()
     while run.step < end_step:
         mean_step = float(np.mean(step_times[-10:])) if step_times else 0.0
@@ -98,33 +90,13 @@ def crf_phase(
         yield Progress(run.step, end_step, f"CRF step {run.step}: loss {loss_value:.4f}", info)
         last = run.step == end_step
         if (run.step - start_step) % config.crf_validate_every == 0 or last:
-            scores = validate(
-                net,
-                run.val,
-                run.val_targets,
-                run.device,
-                tile=config.validation_tile,
-                with_crf=True,
-            )
-            improved = run.record("crf", loss_value, scores, with_crf=True)
+            iou, class_iou, improved = _validate(run, loss_value, with_crf=True)
             stale = 0 if improved else stale + 1
-            yield _validation_event(
-                run, end_step, loss_value, scores["iou"], scores["class_iou"], " (with CRF)" + note
-            )
+            yield _validation_event(run, end_step, loss_value, iou, class_iou, " (with CRF)" + note)
             net.train()
             if stale >= config.patience:
                 return True
     if run.history[-1]["step"] != run.step:
-        scores = validate(
-            net, run.val, run.val_targets, run.device, tile=config.validation_tile, with_crf=True
-        )
-        run.record("crf", loss_value, scores, with_crf=True)
-        yield _validation_event(
-            run, run.step, loss_value, scores["iou"], scores["class_iou"], " (with CRF)" + note
-        )
+        iou, class_iou, _ = _validate(run, loss_value, with_crf=True)
+        yield _validation_event(run, run.step, loss_value, iou, class_iou, " (with CRF)" + note)
     return False
-
-
-def _yxc(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    return image[..., None] if image.ndim == 2 else image

@@ -93,7 +93,11 @@ def _chain(rng: np.random.Generator, hw: tuple[int, int], scale: float) -> list[
     return chambers
 
 
-def cut_plane(ch: Chamber, z: float, hw: tuple[int, int]) -> tuple | None:
+#: A chamber cut by a plane: bounding box, depth below the surface, inner mask, polar angle.
+Cut = tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray]
+
+
+def cut_plane(ch: Chamber, z: float, hw: tuple[int, int]) -> Cut | None:
     """Depth below the outer surface and the inner mask of one chamber in the plane ``z``."""
     dz = z - ch.center[0]
     a, b, c = ch.axes

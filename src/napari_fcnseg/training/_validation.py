@@ -12,7 +12,7 @@ from ..core.predict import predict_probabilities
 from ..core.progress import run_to_completion
 from ..model.checkpoint import SegmentationModel
 from ..model.combined import refine_with_model_crf
-from .samples import IGNORE_LABEL, PreparedSample, TrainingSample
+from .samples import IGNORE_LABEL, PreparedSample, TrainingSample, sample_axes
 
 
 def validate(
@@ -33,9 +33,8 @@ def validate(
     ious, class_ious = [], []
     for sample, prepared in zip(samples, targets, strict=True):
         image = np.asarray(sample.image)
-        axes = "YX" if image.ndim == 2 else "YXC"
         probs = run_to_completion(
-            predict_probabilities(model, image, axes=axes, tile=tile, device=device)
+            predict_probabilities(model, image, axes=sample_axes(image), tile=tile, device=device)
         )
         if with_crf:
             probs = refine_with_model_crf(model, image, probs, device=device)

@@ -70,28 +70,23 @@ def real_egg_samples(
 
 def pretrain_config(seed: int = 0, device: str = "auto") -> TrainConfig:
     """Return the settings of the synthetic-only stage."""
-    return TrainConfig(
-        max_steps=PRETRAIN_STEPS,
-        batch_size=8,
-        crop=256,
-        learning_rate=2e-3,
-        validate_every=50,
-        patience=100,
-        seed=seed,
-        device=device,
-    )
+    return _stage_config(PRETRAIN_STEPS, 2e-3, seed, device)
 
 
 def finetune_config(seed: int = 0, device: str = "auto") -> TrainConfig:
     """Return the settings of the synthetic + real stage."""
+    return _stage_config(FINETUNE_STEPS, 1e-3, seed + 1, device)
+
+
+def _stage_config(steps: int, learning_rate: float, seed: int, device: str) -> TrainConfig:
     return TrainConfig(
-        max_steps=FINETUNE_STEPS,
+        max_steps=steps,
         batch_size=8,
         crop=256,
-        learning_rate=1e-3,
+        learning_rate=learning_rate,
         validate_every=50,
         patience=100,
-        seed=seed + 1,
+        seed=seed,
         device=device,
     )
 
@@ -107,13 +102,7 @@ def train_egg_chamber_model(
     val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
     synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
     if pretrained is None:
-        result = yield from fit(
-            egg_chamber_model(),
-            synthetic,
-            val,
-            pretrain_config(seed, device),
-            provenance={"stage": "pretrain on synthetic egg chambers"},
-        )
+        result = yield from _pretrain(synthetic, val, seed, device)
         pretrained = result.model
     repeats = max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
     mixed = [*synthetic, *(list(real) * repeats)]
@@ -125,10 +114,16 @@ def pretrain_egg_chamber_model(
 ) -> Generator[Progress, None, TrainResult]:
     """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
     val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
+    return (yield from _pretrain(synthetic_egg_samples(SYNTHETIC_TRAIN, seed), val, seed, device))
+
+
+def _pretrain(
+    synthetic: Sequence[TrainingSample], val: Sequence[TrainingSample], seed: int, device: str
+) -> Generator[Progress, None, TrainResult]:
     return (
         yield from fit(
             egg_chamber_model(),
-            synthetic_egg_samples(SYNTHETIC_TRAIN, seed),
+            synthetic,
             val,
             pretrain_config(seed, device),
             provenance={"stage": "pretrain on synthetic egg chambers"},

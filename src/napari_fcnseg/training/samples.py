@@ -41,6 +41,22 @@ class TrainingSample:
     name: str = ""
 
 
+def sample_axes(image: np.ndarray) -> str:
+    """Axes of a sample image: ``"YX"`` for a (Y, X) array, ``"YXC"`` for (Y, X, C)."""
+    return "YX" if np.ndim(image) == 2 else "YXC"
+
+
+def sample_channels(image: np.ndarray) -> int:
+    """Channels of a (Y, X) (one) or (Y, X, C) sample image."""
+    return 1 if np.ndim(image) == 2 else int(np.shape(image)[2])
+
+
+def squeeze_channel(image: np.ndarray) -> np.ndarray:
+    """Return a (Y, X, 1) image as (Y, X); any other image as it is."""
+    image = np.asarray(image)
+    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+
+
 @dataclass
 class PreparedSample:
     """A sample ready for the network: normalised (C, Y, X) float32 and (Y, X) int64 targets."""
@@ -112,7 +128,7 @@ def check_sample(sample: TrainingSample, num_classes: int, channels: int) -> Non
             f"(0..{num_classes - 1}; {IGNORE_LABEL} = not annotated); fix the labels or train a "
             "model with more classes"
         )
-    c = 1 if image.ndim == 2 else image.shape[2]
+    c = sample_channels(image)
     if c not in (1, channels):
         raise InputError(
             f"{name} has {c} channels but the model expects {channels}; train a new model "
@@ -143,8 +159,9 @@ def prepare_sample(
     around them; a sample without a corrected mask counts as fully confirmed.
     """
     image = np.asarray(sample.image)
-    axes = "YX" if image.ndim == 2 else "YXC"
-    stack = prepare_image(image, channels, axes, sample.name or "training image").stack
+    stack = prepare_image(
+        image, channels, sample_axes(image), sample.name or "training image"
+    ).stack
     lo, hi = percentile_bounds(stack, normalization)
     chw = normalize_slice(stack[0], lo, hi)
     target = np.asarray(sample.labels).astype(np.int64)

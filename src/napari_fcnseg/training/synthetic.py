@@ -83,8 +83,7 @@ def _render_plane(
     """Labels, stain intensity and cytoplasm mask of the plane ``z`` (before optics and noise)."""
     best = np.full(hw, -1e9, np.float32)
     second, owner = best.copy(), np.full(hw, -1, np.int32)
-    cuts = [(i, cut_plane(ch, z, hw)) for i, ch in enumerate(chambers)]
-    cuts = [(i, cut) for i, cut in cuts if cut is not None]
+    cuts = [(i, cut) for i, ch in enumerate(chambers) if (cut := cut_plane(ch, z, hw)) is not None]
     for i, (box, depth, _, _) in cuts:
         b, s = best[box], second[box]
         upd = depth > b
@@ -257,4 +256,5 @@ def make_egg_chamber_stack(
         uint8 (Z, H, W) with the classes of :func:`make_egg_chamber_slice`.
     """
     _check(tuple(shape), 3, channels)
-    return _render(tuple(shape), z_spacing, as_generator(rng), channels, scale, n_chains)
+    nz, h, w = shape
+    return _render((nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains)

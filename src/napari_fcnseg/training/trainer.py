@@ -268,11 +268,8 @@ def _unet_phase(
     run: _Run, targets: list[PreparedSample], note: str
 ) -> Generator[Progress, None, bool]:
     config, net = run.config, run.net
-    multiple = net.required_multiple
-    largest = max(max(t.image.shape[1:]) for t in targets)
-    crop = -(-min(config.crop, largest) // multiple) * multiple
-    permute = config.channel_permutation
-    permute = net.info.in_channels == 3 if permute is None else permute
+    crop = _crop_size(net, targets, config.crop)
+    permute = _channel_permutation(config, net.info.in_channels)
     annotated = sum(t.valid_pixels for t in targets)
     per_epoch = max(1, math.ceil(annotated / crop**2 / config.batch_size))
     limits = [n for n in (config.max_steps, config.epochs and config.epochs * per_epoch) if n]
@@ -283,7 +280,8 @@ def _unet_phase(
     crf_total = config.crf_steps if config.train_crf else 0
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     net.train()
-    stale, step_times, loss_value, val_iou, val_class = 0, [], float("nan"), None, None
+    step_times: list[float] = []
+    stale, loss_value, val_iou, val_class = 0, float("nan"), None, None
     validated_at = -1
     while max_steps is None or run.step < max_steps:
         mean_step = float(np.mean(step_times[-20:])) if step_times else 0.0
@@ -330,11 +328,33 @@ def _unet_phase(
     return False
 
 
-def _validate(run: _Run, loss: float) -> tuple[float, float, bool]:
+def _crop_size(net: SegmentationModel, targets: Sequence[PreparedSample], wanted: int) -> int:
+    """``wanted``, at most the largest image side, rounded up to the network's multiple."""
+    multiple = net.required_multiple
+    largest = max(max(t.image.shape[1:]) for t in targets)
+    return -(-min(wanted, largest) // multiple) * multiple
+
+
+def _channel_permutation(config: TrainConfig, channels: int) -> bool:
+    """Whether to permute channels: as configured, else only for 3-channel (RGB) images."""
+    permute = config.channel_permutation
+    return channels == 3 if permute is None else permute
+
+
+def _validate(run: _Run, loss: float, *, with_crf: bool = False) -> tuple[float, float, bool]:
+    """Validate (through the CRF layer with ``with_crf``) and record it in ``run``.
+
+    Returns the foreground IoU, the class IoU and whether the IoU improved.
+    """
     scores = validate(
-        run.net, run.val, run.val_targets, run.device, tile=run.config.validation_tile
+        run.net,
+        run.val,
+        run.val_targets,
+        run.device,
+        tile=run.config.validation_tile,
+        with_crf=with_crf,
     )
-    improved = run.record("unet", loss, scores, with_crf=False)
+    improved = run.record("crf" if with_crf else "unet", loss, scores, with_crf=with_crf)
     return scores["iou"], scores["class_iou"], improved
 
 
