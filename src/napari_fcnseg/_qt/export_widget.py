@@ -130,7 +130,11 @@ class ExportWidget(Container):
             if folder is None:
                 raise InputError("choose the annotated-set folder to export to")
             record = record_of(layer)
-            assert record is not None
+            if record is None:
+                raise InputError(
+                    f"'{layer.name}' was not made by Segment; segment the image first, correct "
+                    "the labels, then export them"
+                )
             if not record.class_names:
                 raise InputError(f"'{layer.name}' does not name its classes; segment it again")
             samples = layer_samples(self._viewer, layer)
