@@ -50,8 +50,9 @@ MIN_PROBABILITY = 1e-5
 def scale_intensities(image: Tensor, percentiles: tuple[float, float] = PERCENTILES) -> Tensor:
     """Map each channel's low-high percentile range linearly to 0-255 and clip to it.
 
-    The bilateral bandwidth (``srgb``: 13 in :class:`CrfRnn`, 8 in ``refine_with_crf``) is then in the units of an 8-bit image
-    whatever the input's dtype and range. A channel with a single value becomes 0.
+    The bilateral bandwidth (``srgb``: 13 in :class:`CrfRnn`, 8 in ``refine_with_crf``) is then
+    in the units of an 8-bit image whatever the input's dtype and range. A channel with a single
+    value becomes 0.
 
     Parameters
     ----------
