@@ -48,20 +48,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="passes over the annotated pixels (default: 1000 steps)",
     )
-    train.add_argument("--max-steps", type=_positive_int, metavar="N")
+    train.add_argument("--max-steps", type=positive_int, metavar="N")
     train.add_argument(
         "--max-seconds", type=_positive_float, metavar="S", help="time budget for the whole run"
     )
     train.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--batch", type=_positive_int, default=8, metavar="N")
+    train.add_argument("--batch", type=positive_int, default=8, metavar="N")
     train.add_argument(
         "--crop",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         metavar="N",
         help="training crop side in pixels (default 256)",
@@ -74,10 +74,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="learning rate (default 1e-3)",
     )
     train.add_argument("--loss", choices=("dice_ce", "balanced_ce"), default="dice_ce")
-    train.add_argument("--validate-every", type=_positive_int, default=25, metavar="STEPS")
+    train.add_argument("--validate-every", type=positive_int, default=25, metavar="STEPS")
     train.add_argument(
         "--patience",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         metavar="N",
         help="validations without improvement before stopping (default 10)",
@@ -302,7 +302,8 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """Parse a whole number of at least 1 (an argparse ``type``)."""
     try:
         value = int(text)
     except ValueError:

@@ -71,3 +71,18 @@ def test_colour_png_is_not_labels(tmp_path, rng):
     )
     with pytest.raises(InputError, match="colour"):
         read_labels(tmp_path / "c.png")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, tiny_model):
+    import os
+
+    from napari_fcnseg.model.checkpoint import save_model
+
+    mask = os.umask(0o022)
+    try:
+        labels = write_labels(tmp_path / "l.tif", np.zeros((4, 4), np.uint8))
+        model = save_model(tiny_model, tmp_path / "m.safetensors")
+    finally:
+        os.umask(mask)
+    assert labels.stat().st_mode & 0o777 == 0o644
+    assert model.stat().st_mode & 0o777 == 0o644

@@ -31,9 +31,7 @@ def channel_percentiles(
     return lo, hi
 
 
-def normalize_slice(
-    image: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
+def normalize_slice(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Scale a (Y, X, C) slice so that ``lo`` maps to 0 and ``hi`` to 1, per channel.
 
     Returns a float32 array shaped (C, Y, X), ready for the network.
@@ -43,7 +41,9 @@ def normalize_slice(
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def percentile_bounds(stack: np.ndarray, normalization: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def percentile_bounds(
+    stack: np.ndarray, normalization: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
     """Bounds for :func:`normalize_slice` according to a model's normalisation record."""
     method = normalization.get("method", "percentile")
     if method != "percentile":

@@ -44,9 +44,10 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp
+        # mkstemp makes 0600 (and some writers replace the file): give the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         _fsync(tmp)
         if overwrite:
             os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""Reading images: TIFF with tifffile (axes from ImageJ/OME metadata), PNG/JPEG with scikit-image."""
+"""Reading images: TIFF with tifffile (axes from ImageJ/OME metadata), PNG/JPEG with skimage."""
 
 from __future__ import annotations
 
