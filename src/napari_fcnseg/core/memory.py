@@ -22,11 +22,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from .tiling import TileGrid
+
+if TYPE_CHECKING:
+    from ..model.checkpoint import SegmentationModel
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +105,17 @@ class NetworkSize:
     multiple: int
 
     @classmethod
-    def of(cls, model: object) -> NetworkSize:
+    def of(cls, model: SegmentationModel) -> NetworkSize:
         """Read the sizes of a :class:`~..model.checkpoint.SegmentationModel`."""
-        info = model.info  # type: ignore[attr-defined]
+        info = model.info
         arch = info.architecture
-        params = sum(int(p.numel()) for p in model.parameters())  # type: ignore[attr-defined]
+        params = sum(int(p.numel()) for p in model.parameters())
         return cls(
             in_channels=int(info.in_channels),
             num_classes=int(info.num_classes),
             base_features=int(arch.get("base_features", 16)),
             parameters=params,
-            multiple=int(model.required_multiple),  # type: ignore[attr-defined]
+            multiple=int(model.required_multiple),
         )
 
 
