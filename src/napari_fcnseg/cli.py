@@ -8,11 +8,18 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, _cli_training
 from ._cli_training import positive_int
 from .core.device import DEVICE_CHOICES
 from .errors import FcnsegError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .core.progress import Progress
+    from .model.checkpoint import SegmentationModel
 
 log = logging.getLogger("napari_fcnseg")
 
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> SegmentationModel:
     from .model.checkpoint import load_model
     from .model.default import resolve_model_path
 
@@ -245,7 +252,7 @@ def _output_paths(inputs: Sequence[Path], out: Path, fmt: str | None) -> list[Pa
     return outputs
 
 
-def _predict_one(args: argparse.Namespace, model, path: Path, out: Path) -> None:  # type: ignore[no-untyped-def]
+def _predict_one(args: argparse.Namespace, model: SegmentationModel, path: Path, out: Path) -> None:
     import numpy as np
     from tqdm import tqdm
 
@@ -274,7 +281,7 @@ def _predict_one(args: argparse.Namespace, model, path: Path, out: Path) -> None
     dtype = labels_dtype(model.info.num_classes)
     with tqdm(total=0, desc=path.name, unit="tile", file=sys.stderr, leave=True) as bar:
 
-        def pages() -> Iterator:  # type: ignore[type-arg]
+        def pages() -> Iterator[np.ndarray]:
             for event in label_slices(
                 model,
                 image.data,
@@ -349,7 +356,7 @@ def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: l
         log.info("running on %d Dask worker(s) at %s", len(client.nthreads()), args.scheduler)
         with tqdm(total=0, desc=f"{len(inputs)} file(s)", unit="slice", file=sys.stderr) as bar:
 
-            def update(event) -> None:  # type: ignore[no-untyped-def]
+            def update(event: Progress) -> None:
                 bar.total = event.total
                 bar.n = event.step
                 bar.refresh()
@@ -377,7 +384,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = _load(args)
     pairs = _pair_images_and_labels(args.images, args.labels, IMAGE_SUFFIXES)
-    rows = []
+    scored: list[tuple[str, dict[str, float]]] = []
     for image_path, label_path in pairs:
         image = read_image(image_path, channels=model.info.in_channels)
         probs = run_to_completion(
@@ -391,17 +398,18 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         )
         scores = foreground_scores(probabilities_to_labels(probs), read_labels(label_path))
-        rows.append({"image": image_path.name, **scores})
-    means = {key: sum(r[key] for r in rows) / len(rows) for key in ("iou", "dice", "class_iou")}
+        scored.append((image_path.name, scores))
+    means = {
+        key: sum(s[key] for _, s in scored) / len(scored) for key in ("iou", "dice", "class_iou")
+    }
     if args.json:
+        rows = [{"image": name, **s} for name, s in scored]
         print(json.dumps({"images": rows, "mean": means}, indent=2))
     else:
-        width = max(len("mean"), *(len(r["image"]) for r in rows))
+        width = max(len("mean"), *(len(name) for name, _ in scored))
         print(f"{'image':<{width}}  {'IoU':>6}  {'Dice':>6}  {'class IoU':>9}")
-        for r in [*rows, {"image": "mean", **means}]:
-            print(
-                f"{r['image']:<{width}}  {r['iou']:6.3f}  {r['dice']:6.3f}  {r['class_iou']:9.3f}"
-            )
+        for name, s in [*scored, ("mean", means)]:
+            print(f"{name:<{width}}  {s['iou']:6.3f}  {s['dice']:6.3f}  {s['class_iou']:9.3f}")
     return 0
 
 

@@ -30,13 +30,16 @@ from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from .predict import DEFAULT_BATCH, DEFAULT_OVERLAP, SlicePrediction, predict_slices, prepare_image
 from .progress import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def label_slices(
     tile: int,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = DEFAULT_BATCH,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     crf: bool = False,
     crf_iterations: int = 5,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,

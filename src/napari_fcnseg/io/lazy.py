@@ -26,6 +26,7 @@ import numpy as np
 from ..core.axes import infer_layout
 from ..errors import InputError
 from .images import IMAGE_SUFFIXES, TIFF_SUFFIXES, ImageData, _tiff_spacing, read_image
+from .ngff import ome_attributes, read_multiscale
 
 #: TIFFs whose pixels take more bytes than this are read lazily, page by page.
 LAZY_TIFF_BYTES = 256 * 2**20
@@ -154,19 +155,30 @@ def _open_zarr(path: Path, axes: str | None, channels: int | None) -> ImageData:
     spacing = None
     meta_axes = None
     if isinstance(node, zarr.Group):
-        attrs = dict(node.attrs)
-        attrs = attrs.get("ome", attrs)  # NGFF 0.5 nests its metadata under "ome"
+        try:
+            attrs = ome_attributes(node)
+        except ValueError as exc:
+            raise InputError(f"{path}: unreadable OME-Zarr metadata: {exc}") from None
         if "multiscales" not in attrs:
             raise InputError(
                 f"{path}: a zarr group without OME-Zarr 'multiscales' metadata; give the path "
-                "of the array inside it (e.g. {path}/0) or an OME-Zarr image"
+                f"of the array inside it (e.g. {path}/0) or an OME-Zarr image"
             )
         if "image-label" in attrs:
             raise InputError(f"{path}: holds labels, not an image; open the image it labels")
-        multiscale = attrs["multiscales"][0]
-        dataset = multiscale["datasets"][0]
-        node = node[dataset["path"]]
-        meta_axes = _ngff_axes(multiscale.get("axes"), path)
+        try:
+            multiscale = read_multiscale(attrs)
+        except ValueError as exc:
+            raise InputError(f"{path}: unreadable OME-Zarr metadata: {exc}") from None
+        dataset = multiscale.datasets[0]
+        level = node.get(dataset["path"])
+        if not isinstance(level, zarr.Array):
+            raise InputError(
+                f"{path}: the OME-Zarr full-resolution level {dataset['path']!r} is not an "
+                "array in the group; the store is incomplete"
+            )
+        node = level
+        meta_axes = _ngff_axes(multiscale.axes, path)
         spacing = _ngff_spacing(dataset, meta_axes)
     if axes is None:
         axes = meta_axes
@@ -177,10 +189,9 @@ def _open_zarr(path: Path, axes: str | None, channels: int | None) -> ImageData:
     return ImageData(data, layout, path, spacing)
 
 
-def _ngff_axes(axes: Any, path: Path) -> str | None:
-    if not axes:
-        return None  # NGFF 0.3 and older: infer from the shape
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+def _ngff_axes(names: list[str], path: Path) -> str | None:
+    if not names:
+        return None  # NGFF 0.2 and older: infer from the shape
     unknown = [n for n in names if n.lower() not in _NGFF_AXES]
     if unknown:
         raise InputError(f"{path}: unknown OME-Zarr axes {unknown}; expected t, c, z, y, x")

@@ -30,12 +30,16 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
 from .atomic import check_writable
+from .ngff import ome_attributes, read_class_names, read_multiscale
+
+if TYPE_CHECKING:
+    import zarr
 
 NGFF_VERSION = "0.4"
 #: Largest chunk side in Y and X.
@@ -167,10 +171,15 @@ def write_labels_slice(store: str | os.PathLike[str], z: int, labels: np.ndarray
     import zarr
 
     group = zarr.open_group(str(store), mode="r+")
-    names = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
+    try:
+        names = read_multiscale(ome_attributes(group)).paths
+    except ValueError as exc:
+        raise InputError(f"{store}: not a label store made by this plugin ({exc})") from None
     labels = np.asarray(labels)
     for level, name in enumerate(names):
         array = group[name]
+        if not isinstance(array, zarr.Array):
+            raise InputError(f"{store}: level {name!r} is a group, not an array")
         step = 2**level
         part = labels[::step, ::step]
         if part.shape != tuple(array.shape[-2:]):
@@ -210,7 +219,7 @@ def write_ome_zarr_labels(
     return Path(path)
 
 
-def read_ome_zarr_labels(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
+def read_ome_zarr_labels(path: str | os.PathLike[str]) -> tuple[zarr.Array, list[str]]:
     """Open labels written by this module: (full-resolution zarr array, class names).
 
     Raises
@@ -222,16 +231,15 @@ def read_ome_zarr_labels(path: str | os.PathLike[str]) -> tuple[Any, list[str]]:
 
     try:
         group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        attrs = attrs.get("ome", attrs)
-        array = group[attrs["multiscales"][0]["datasets"][0]["path"]]
+        attrs = ome_attributes(group)
+        level = read_multiscale(attrs).paths[0]
+        array = group[level]
+        if not isinstance(array, zarr.Array):
+            raise ValueError(f"level {level!r} is a group, not an array")
+        names = read_class_names(attrs)
     except Exception as exc:
         raise InputError(f"{path}: not an OME-Zarr label image ({exc})") from None
-    names = attrs.get("fcnseg", {}).get("class_names")
-    if names is None:
-        props = attrs.get("image-label", {}).get("properties", [])
-        names = [p.get("class", str(p["label-value"])) for p in props]
-    return array, list(names)
+    return array, names
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -249,7 +257,7 @@ def _create_store(
     group = zarr.open_group(str(root), mode="w", zarr_format=2)
     axes = ["z", "y", "x"][-len(shape) :]
     base = [float(s) for s in spacing] if spacing is not None else [1.0] * len(shape)
-    datasets = []
+    datasets: list[dict[str, Any]] = []
     for level, level_shape in enumerate(level_shapes(shape)):
         chunks = (*(1,) * (len(shape) - 2), *(min(s, CHUNK_SIDE) for s in level_shape[-2:]))
         group.create_array(
