@@ -101,3 +101,17 @@ def test_plain_safetensors_is_not_a_model(tmp_path):
     save_file({"w": torch.zeros(3)}, str(path))
     with pytest.raises(ModelFileError, match="not a napari-fcnseg model"):
         load_model(path)
+
+
+def test_header_length_starting_like_a_pickle_is_still_safetensors(tmp_path, tiny_model):
+    # The 8-byte little-endian header length of a valid file can begin with 0x80, the first
+    # byte of a pickle: such a file must load, not be refused.
+    for pad in range(256):
+        tiny_model.info.provenance["pad"] = "x" * pad
+        path = save_model(tiny_model, tmp_path / f"m{pad}.safetensors")
+        if path.read_bytes()[0] == 0x80:
+            break
+        path.unlink()
+    else:
+        pytest.fail("no header length starting with 0x80 was produced")
+    assert load_model(path).info.provenance["pad"] == "x" * pad

@@ -240,12 +240,17 @@ def _check_model_path(path: str | os.PathLike[str]) -> Path:
 
 def _read_safetensors_header(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
-        start = handle.read(8)
-        if start.startswith(_PICKLE_MAGIC):
+        start = handle.read(9)
+        # A safetensors file is an 8-byte header length then a JSON header starting with "{".
+        # Only when that is absent is the file checked for pickle/zip magic (a header length can
+        # itself start with byte 0x80).
+        if start[8:9] != b"{" and start.startswith(_PICKLE_MAGIC):
             raise ModelFileError(
                 f"{path} is a pickled PyTorch file; napari-fcnseg refuses pickles because loading "
                 "them can run arbitrary code. Use a .safetensors model written by fcnseg."
             )
+        start = start[:8]
+        handle.seek(8)
         if len(start) < 8:
             raise ModelFileError(f"{path} is empty or truncated: not a model file")
         size = int.from_bytes(start, "little")
