@@ -261,3 +261,27 @@ def test_predict_with_crf(tmp_path, tiff_stack):
         return sum(label(s == c, connectivity=1).max() for s in labels for c in (0, 1))
 
     assert specks(refined) < specks(plain) / 2  # the CRF cleans the speckle
+
+
+def test_evaluate_against_labels_with_more_classes(tmp_path, rng, capsys):
+    from napari_fcnseg.model.checkpoint import save_model
+
+    model_path = save_model(make_tiny_model(in_channels=1), tmp_path / "m.safetensors")
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    tifffile.imwrite(images / "a.tif", (rng.random((40, 40)) * 255).astype(np.uint8))
+    write_labels(labels / "a.tif", rng.integers(0, 4, (40, 40)).astype(np.uint8))
+    args = [
+        "evaluate",
+        "--model",
+        str(model_path),
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--json",
+    ]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["images"][0]["class_iou"] is None
+    assert 0 <= scores["images"][0]["iou"] <= 1

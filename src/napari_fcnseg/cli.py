@@ -397,20 +397,28 @@ def _evaluate(args: argparse.Namespace) -> int:
                 device=args.device,
             )
         )
-        scores = foreground_scores(probabilities_to_labels(probs), read_labels(label_path))
+        scores = foreground_scores(
+            probabilities_to_labels(probs), read_labels(label_path), model.info.num_classes
+        )
         scored.append((image_path.name, scores))
     means = {
         key: sum(s[key] for _, s in scored) / len(scored) for key in ("iou", "dice", "class_iou")
     }
-    if args.json:
-        rows = [{"image": name, **s} for name, s in scored]
-        print(json.dumps({"images": rows, "mean": means}, indent=2))
+    if args.json:  # NaN (class IoU against labels with other classes) becomes null
+        rows = [{"image": name, **_json_scores(s)} for name, s in scored]
+        print(json.dumps({"images": rows, "mean": _json_scores(means)}, indent=2))
     else:
         width = max(len("mean"), *(len(name) for name, _ in scored))
         print(f"{'image':<{width}}  {'IoU':>6}  {'Dice':>6}  {'class IoU':>9}")
         for name, s in [*scored, ("mean", means)]:
             print(f"{name:<{width}}  {s['iou']:6.3f}  {s['dice']:6.3f}  {s['class_iou']:9.3f}")
+        if any(s["class_iou"] != s["class_iou"] for _, s in scored):
+            print("class IoU: nan where the labels use classes the model does not have")
     return 0
+
+
+def _json_scores(scores: dict[str, float]) -> dict[str, float | None]:
+    return {key: None if value != value else value for key, value in scores.items()}
 
 
 def _pair_images_and_labels(

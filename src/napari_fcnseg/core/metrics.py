@@ -24,9 +24,18 @@ def iou_and_dice(prediction: np.ndarray, reference: np.ndarray) -> tuple[float, 
     return float(inter / union), float(2 * inter / total)
 
 
-def foreground_scores(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Binary foreground (label > 0) IoU and Dice, and the mean IoU over the reference classes."""
+def foreground_scores(
+    prediction: np.ndarray, reference: np.ndarray, num_classes: int | None = None
+) -> dict[str, float]:
+    """Binary foreground (label > 0) IoU and Dice, and the mean IoU over the reference classes.
+
+    When the reference uses labels the model does not have (``>= num_classes``, e.g. a
+    4-class annotation scored against a foreground/background model), the class IoU would
+    compare unrelated classes: it is then NaN and only the foreground scores are meaningful.
+    """
     iou, dice = iou_and_dice(prediction > 0, reference > 0)
+    if num_classes is not None and reference.size and int(reference.max()) >= num_classes:
+        return {"iou": iou, "dice": dice, "class_iou": float("nan")}
     classes = [int(c) for c in np.unique(reference) if c > 0]
     per_class = [iou_and_dice(prediction == c, reference == c)[0] for c in classes]
     return {
