@@ -152,6 +152,8 @@ def main() -> None:
     crf.before.native.click()  # back to the Segment labels, which we correct
     _, truth = make_egg_chamber_slice(**SLICE_PARAMS)
     corrected = np.array(labels.data)
+    if len(segment_model_classes(viewer, labels)) == 2:
+        truth = (truth > 0).astype(truth.dtype)  # a foreground/background model (the bundled one)
     corrected[:, :384] = truth[:, :384]
     labels.data = corrected
     viewer.layers.selection.active = labels
@@ -176,5 +178,14 @@ def main() -> None:
     viewer.close()
 
 
+def segment_model_classes(viewer, labels) -> list[str]:
+    """Class names of the model that produced ``labels`` (from the plugin's record)."""
+    from napari_fcnseg._qt.layers import record_of
+
+    record = record_of(labels)
+    return list(record.class_names) if record is not None else []
+
+
 if __name__ == "__main__":
     main()
+
