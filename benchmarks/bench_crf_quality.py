@@ -9,7 +9,7 @@ imperfect probabilities). Later a U-Net will provide them: add a function with t
 Besides the default CRF, variants of the unary handling are measured (probability temperature
 and clipping), to see whether over-confident unaries keep the CRF from helping.
 
-Run: .venv/bin/python benchmarks/bench_crf_quality.py [--source random_forest]
+Run: .venv/bin/python benchmarks/bench_crf_quality.py [--source random_forest|unet] [--grid]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from skimage import feature, io
 from napari_fcnseg.core.crf import refine_with_crf
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "drosophila_ovary"
+WORK = Path(__file__).resolve().parent / "_work"
 NAMES = ("insitu4174", "insitu7331", "insitu7544")
 
 #: (image, held-out name, training images and labels) -> (2, H, W) probabilities [bg, egg]
@@ -58,7 +59,29 @@ def random_forest_source(
     return np.stack([1 - p, p]).astype(np.float32)
 
 
-SOURCES: dict[str, ProbabilitySource] = {"random_forest": random_forest_source}
+def unet_source(
+    image: np.ndarray, name: str, training: list[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """The leave-one-out U-Net of ``bench_quality.py --part eggs`` (cached in benchmarks/_work).
+
+    Run ``python benchmarks/bench_quality.py --part eggs`` first: it trains (the recipe of the
+    bundled model, without the slice) and caches one model per held-out slice.
+    """
+    from napari_fcnseg.core.predict import predict_probabilities
+    from napari_fcnseg.core.progress import run_to_completion
+    from napari_fcnseg.model.checkpoint import load_model
+
+    path = WORK / f"loo_{name}_seed0.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run benchmarks/bench_quality.py --part eggs first")
+    model = load_model(path)
+    return run_to_completion(predict_probabilities(model, image, device="cpu"))
+
+
+SOURCES: dict[str, ProbabilitySource] = {
+    "random_forest": random_forest_source,
+    "unet": unet_source,
+}
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -79,9 +102,67 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def _grid() -> list[dict]:
+    return [
+        {"temperature": t, "bilateral_compat": c, "bilateral_srgb": r}
+        for t in (1.0, 2.0)
+        for c in (3.0, 5.0, 10.0)
+        for r in (5.0, 8.0, 13.0)
+    ]
+
+
+def _refined_iou(image: np.ndarray, probs: np.ndarray, truth: np.ndarray, options: dict) -> float:
+    opts = dict(options)
+    p = tempered(probs, opts.pop("temperature", 1.0), opts.pop("floor", 1e-5))
+    refined = refine_with_crf(image, p, device="cpu", **opts)
+    return iou(refined[1] > refined[0], truth)
+
+
+def grid_search(images: dict, labels: dict, probabilities: dict) -> None:
+    """Every grid setting on every slice, then a leave-one-slice-out choice of setting.
+
+    For each slice, the setting with the best mean IoU gain on the *other* slices is applied to
+    it: an honest estimate of what choosing CRF parameters on annotated slices gives on a new one.
+    """
+    grid = _grid()
+    before = {n: iou(probabilities[n][1] > 0.5, labels[n] > 0) for n in NAMES}
+    gains = np.array(
+        [
+            [_refined_iou(images[n], probabilities[n], labels[n] > 0, g) - before[n] for n in NAMES]
+            for g in grid
+        ]
+    )
+    print("\nIoU gain of the CRF per setting (after - before)\n")
+    print("| temperature | bilateral_compat | bilateral_srgb | " + " | ".join(NAMES) + " | mean |")
+    print("|---|---|---|" + "---|" * (len(NAMES) + 1))
+    for g, row in zip(grid, gains):
+        cells = " | ".join(f"{v:+.4f}" for v in row)
+        print(
+            f"| {g['temperature']:g} | {g['bilateral_compat']:g} | {g['bilateral_srgb']:g} | "
+            f"{cells} | {row.mean():+.4f} |"
+        )
+    print("\nLeave-one-slice-out choice (setting chosen on the other slices, scored on this one)\n")
+    print("| slice | chosen setting | IoU before | IoU after | gain |")
+    print("|---|---|---|---|---|")
+    for k, name in enumerate(NAMES):
+        others = [j for j in range(len(NAMES)) if j != k]
+        best = int(np.argmax(gains[:, others].mean(axis=1)))
+        g = grid[best]
+        print(
+            f"| {name} | T={g['temperature']:g}, compat={g['bilateral_compat']:g}, "
+            f"srgb={g['bilateral_srgb']:g} | {before[name]:.3f} | "
+            f"{before[name] + gains[best, k]:.3f} | {gains[best, k]:+.4f} |"
+        )
+    best = int(np.argmax(gains.mean(axis=1)))
+    print(f"\nbest on all slices: {grid[best]} (mean gain {gains[best].mean():+.4f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="random_forest", choices=sorted(SOURCES))
+    parser.add_argument(
+        "--grid", action="store_true", help="also search temperature/compat/srgb (slower)"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"shared data not found at {DATA}; nothing to measure")
@@ -89,9 +170,10 @@ def main() -> None:
     labels = {n: io.imread(DATA / "annot_struct" / f"{n}.png") for n in NAMES}
     source = SOURCES[args.source]
     results: dict[str, list[float]] = {"unaries (argmax)": []}
+    probabilities = {}
     for name in NAMES:
         training = [(images[o], labels[o]) for o in NAMES if o != name]
-        probs = source(images[name], name, training)
+        probs = probabilities[name] = source(images[name], name, training)
         truth = labels[name] > 0
         results["unaries (argmax)"].append(iou(probs[1] > 0.5, truth))
         for variant, options in VARIANTS.items():
@@ -105,6 +187,8 @@ def main() -> None:
     for variant, values in results.items():
         cells = " | ".join(f"{v:.3f}" for v in values)
         print(f"| {variant} | {cells} | {np.mean(values):.3f} |")
+    if args.grid:
+        grid_search(images, labels, probabilities)
 
 
 if __name__ == "__main__":

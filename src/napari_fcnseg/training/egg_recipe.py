@@ -88,6 +88,9 @@ def _stage_config(steps: int, learning_rate: float, seed: int, device: str) -> T
         patience=100,
         seed=seed,
         device=device,
+        # The bundled model was trained before BatchNorm re-estimation existed; kept off so that
+        # scripts/train_default_model.py reproduces it.
+        recalibrate_batchnorm=False,
     )
 
 

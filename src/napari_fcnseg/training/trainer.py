@@ -22,6 +22,7 @@ from ..core.device import resolve_device
 from ..core.progress import Progress
 from ..errors import InputError
 from ..model.checkpoint import SegmentationModel, save_model
+from ._batchnorm import recalibrate_batchnorm
 from ._validation import validate
 from .augment import sample_batch
 from .losses import LOSSES, segmentation_loss
@@ -38,7 +39,9 @@ class TrainConfig:
     The run stops at the first of ``epochs`` (one epoch = enough crops to cover the annotated
     pixels once), ``max_steps``, ``max_seconds`` (whole run, CRF phase included) and early
     stopping (``patience`` validations without a better validation IoU). With none of the first
-    three, :data:`DEFAULT_MAX_STEPS` steps. ``crf_*`` settings apply to the joint U-Net + CRF
+    three, :data:`DEFAULT_MAX_STEPS` steps. ``recalibrate_batchnorm`` re-estimates BatchNorm
+    statistics on un-augmented training crops before every validation (see
+    :mod:`._batchnorm`). ``crf_*`` settings apply to the joint U-Net + CRF
     phase run after the U-Net phase when ``train_crf`` is set.
     """
 
@@ -56,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     augment: bool = True
+    recalibrate_batchnorm: bool = True
     train_crf: bool = False
     channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
     validation_tile: int = 1024
@@ -118,6 +122,7 @@ class _Run:
     val_targets: list[PreparedSample]
     checkpoint_dir: Path | None
     provenance: dict[str, Any]
+    train_targets: list[PreparedSample]
     step: int = 0
     best_iou: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
@@ -246,6 +251,7 @@ def fit(
         val_targets,
         Path(checkpoint_dir) if checkpoint_dir else None,
         extra,
+        train_targets,
     )
     stopped_early = yield from _unet_phase(run, train_targets, note)
     if config.train_crf and config.crf_steps > 0:
@@ -346,6 +352,16 @@ def _validate(run: _Run, loss: float, *, with_crf: bool = False) -> tuple[float,
 
     Returns the foreground IoU, the class IoU and whether the IoU improved.
     """
+    config = run.config
+    if config.recalibrate_batchnorm:
+        recalibrate_batchnorm(
+            run.net,
+            run.train_targets,
+            crop=_crop_size(run.net, run.train_targets, config.crop),
+            batch_size=config.batch_size,
+            device=run.device,
+            seed=config.seed + run.step,
+        )
     scores = validate(
         run.net,
         run.val,
