@@ -107,7 +107,7 @@ def _grid() -> list[dict]:
         {"temperature": t, "bilateral_compat": c, "bilateral_srgb": r}
         for t in (1.0, 2.0)
         for c in (3.0, 5.0, 10.0)
-        for r in (5.0, 8.0, 13.0)
+        for r in (3.0, 5.0, 8.0, 13.0)
     ]
 
 

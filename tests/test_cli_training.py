@@ -74,7 +74,7 @@ def test_add_creates_set_and_updates(tmp_path, capsys):
     mask = tmp_path / "mask.png"
     skio.imsave(mask, np.pad(np.ones((4, 4), np.uint8), 30), check_contrast=False)
     assert fcnseg("add", "--set", tmp_path / "set", "--image", image, "--labels", labels) == 0
-    assert "1 images in" in capsys.readouterr().out
+    assert "1 image in" in capsys.readouterr().out
     assert (
         fcnseg(
             "add",
@@ -89,7 +89,7 @@ def test_add_creates_set_and_updates(tmp_path, capsys):
         )
         == 0
     )
-    assert "1 images in" in capsys.readouterr().out
+    assert "1 image in" in capsys.readouterr().out
     s = AnnotatedSet.open(tmp_path / "set")
     assert s.class_names == ["background", "class 1", "class 2"]
     assert s.items[0].name == "a" and s.items[0].corrected_pixels == 16

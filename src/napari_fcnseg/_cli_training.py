@@ -298,7 +298,8 @@ def _add(args: argparse.Namespace) -> int:
         )
         log.info("added %s", name)
     today = len(annotated.added_on())
-    print(f"{len(annotated)} images in {args.set_dir}, {today} added today")
+    count = len(annotated)
+    print(f"{count} image{'s' if count != 1 else ''} in {args.set_dir}, {today} added today")
     return 0
 
 
