@@ -188,4 +188,3 @@ def segment_model_classes(viewer, labels) -> list[str]:
 
 if __name__ == "__main__":
     main()
-

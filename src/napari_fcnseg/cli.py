@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fcnseg``; return the exit status (0 success, 2 bad input, 1 unexpected error)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="fcnseg: %(message)s", stream=sys.stderr)
+    with _sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "predict":
             return _predict(args)
@@ -165,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cli_training.run(args)
         return _evaluate(args)
     except FcnsegError as exc:
-        print(f"fcnseg: error: {exc}", file=sys.stderr)
+        # One line, even when the message quotes a multi-line error of a library.
+        print(f"fcnseg: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fcnseg: interrupted; no partial output files were left", file=sys.stderr)
@@ -179,6 +188,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, a job scheduler's cancel) like Ctrl-C while the block runs.
+
+    Both then raise ``KeyboardInterrupt``, which removes the temporary file of an unfinished
+    output and ends with a one-line message.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load(args: argparse.Namespace) -> SegmentationModel:
@@ -253,6 +283,18 @@ def _output_paths(inputs: Sequence[Path], out: Path, fmt: str | None) -> list[Pa
 
 
 def _predict_one(args: argparse.Namespace, model: SegmentationModel, path: Path, out: Path) -> None:
+    """Segment one input; errors about it name it."""
+    try:
+        _predict_file(args, model, path, out)
+    except InputError as exc:
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _predict_file(
+    args: argparse.Namespace, model: SegmentationModel, path: Path, out: Path
+) -> None:
     import numpy as np
     from tqdm import tqdm
 
@@ -387,6 +429,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     scored: list[tuple[str, dict[str, float]]] = []
     for image_path, label_path in pairs:
         image = read_image(image_path, channels=model.info.in_channels)
+        reference = read_labels(label_path)
+        spatial = image.layout.spatial_shape(tuple(image.data.shape))
+        if tuple(reference.shape) != spatial:
+            raise InputError(
+                f"{label_path} is shaped {tuple(reference.shape)} but {image_path} has spatial "
+                f"shape {spatial}; give labels of the image's size (same rows, columns, slices)"
+            )
         probs = run_to_completion(
             predict_probabilities(
                 model,
@@ -398,7 +447,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         )
         scores = foreground_scores(
-            probabilities_to_labels(probs), read_labels(label_path), model.info.num_classes
+            probabilities_to_labels(probs), reference, model.info.num_classes
         )
         scored.append((image_path.name, scores))
     means = {

@@ -22,3 +22,7 @@ class ModelFileError(FcnsegError):
 
 class OutputExistsError(FcnsegError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
+
+
+class BusyError(FcnsegError):
+    """A folder stayed locked by another process (a running add, export or fine-tune)."""

@@ -41,7 +41,8 @@ def test_versions_are_numbered_and_activated(tmp_path):
     assert store.active == "v001"
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["active"] == "v001" and len(index["versions"]) == 3
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == [".lock"]  # the folder's lock file, and no temporary files
 
 
 def test_stray_file_is_not_overwritten(tmp_path):
@@ -73,3 +74,24 @@ def test_default_folder_can_be_overridden(tmp_path, monkeypatch):
     assert ModelStore().folder == tmp_path / "elsewhere"
     monkeypatch.delenv(ENV_VAR)
     assert default_store_folder().parts[-2:] == (".napari-fcnseg", "models")
+
+
+def test_two_stores_adding_at_once_both_keep_their_version(tmp_path):
+    import threading
+
+    stores = [ModelStore(tmp_path), ModelStore(tmp_path)]
+    models = [make_tiny_model(seed=1), make_tiny_model(seed=2)]
+    barrier = threading.Barrier(2)
+    names = []
+
+    def add(i):
+        barrier.wait()
+        names.append(stores[i].add(models[i], f"run {i}"))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(names) == ["v001", "v002"]
+    assert [v.version for v in ModelStore(tmp_path).versions()] == ["v001", "v002"]

@@ -57,13 +57,20 @@ def segment_job(
     z: int | None,
     tile: int,
     device: str,
+    source: str = "image",
 ) -> Generator[Progress, None, SegmentResult]:
-    """Load the model and predict the image (or its slice ``z``): the worker's job."""
+    """Load the model and predict the image (or its slice ``z``): the worker's job.
+
+    ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``).
+    """
     yield Progress(0, 0, "loading the model")
     model = load_model(model_path)
     if z is not None:
         image, axes = image[z], axes[1:]
-    probs = yield from predict_probabilities(model, image, axes=axes, tile=tile, device=device)
+        source = f"{source}, slice {z}"
+    probs = yield from predict_probabilities(
+        model, image, axes=axes, tile=tile, device=device, source=source
+    )
     labels = probabilities_to_labels(probs)
     return SegmentResult(labels, probs, list(model.info.class_names), str(model_path))
 
@@ -193,6 +200,7 @@ class SegmentWidget(Container):
                 z=z,
                 tile=int(self.tile.value),
                 device=str(self.device.value),
+                source=f"image layer {layer.name!r}",
             )
         except FcnsegError as exc:
             show_error(str(exc))

@@ -189,8 +189,10 @@ class JobRunner(QObject):
         job, self._job = self._job, None
         if job is not None:
             job.close()  # after a cancel the generator is suspended: close it now
-        # The worker's napari signal connections hold the viewer's window: let it go.
+        # The worker's napari signal connections hold the viewer's window, and the callbacks
+        # the job's layers: let them go.
         self.worker = None
+        self._on_result = self._on_event = None
         window, self._window = self._window, None
         pbar, self._pbar = self._pbar, None
         try:

@@ -93,6 +93,7 @@ def predict_slices(
     device: str | torch.device = "auto",
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
     slices: Sequence[int] | None = None,
+    source: str = "image",
 ) -> Generator[Progress | SlicePrediction, None, None]:
     """Predict class probabilities slice by slice.
 
@@ -122,10 +123,12 @@ def predict_slices(
     slices
         Z indices to predict, in this order (default: every slice). Lazy stacks (dask, zarr)
         are read only at these slices.
+    source
+        What the image is (a file, a layer), to name it in error messages.
     """
     if tile < 1 or batch < 1 or overlap < 0:
         raise InputError(f"tile ({tile}) and batch ({batch}) must be >= 1 and overlap >= 0")
-    prepared = prepare_image(image, model.info.in_channels, axes)
+    prepared = prepare_image(image, model.info.in_channels, axes, source)
     stack = prepared.stack
     depth, height, width = stack.shape[:3]
     order = list(range(depth)) if slices is None else [int(z) for z in slices]
@@ -141,8 +144,9 @@ def predict_slices(
         while True:
             total = done + (len(order) - position) * len(grid)
             try:
+                where = f"{source}, slice {z}" if prepared.layout.is_stack else source
                 probs = yield from _predict_slice(
-                    model, stack[z], lo, hi, grid, batch, dev, done, total
+                    model, stack[z], lo, hi, grid, batch, dev, done, total, where
                 )
                 break
             except torch.OutOfMemoryError:
@@ -173,9 +177,10 @@ def _predict_slice(
     device: torch.device,
     done: int,
     total: int,
+    source: str,
 ) -> Generator[Progress, None, np.ndarray]:
     slice_yxc = np.asarray(slice_yxc)
-    check_pixels(slice_yxc, "image")
+    check_pixels(slice_yxc, source)
     chw = normalize_slice(slice_yxc, lo, hi)
     pad_h, pad_w = grid.padded_shape()
     pad = ((0, 0), (0, pad_h - grid.height), (0, pad_w - grid.width))
@@ -211,6 +216,7 @@ def predict_probabilities(
     batch: int = DEFAULT_BATCH,
     device: str | torch.device = "auto",
     out: np.ndarray | None = None,
+    source: str = "image",
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities for a whole image or stack.
 
@@ -219,7 +225,7 @@ def predict_probabilities(
     a memory-mapped or zarr array of that shape) to keep the result off the heap.
     See :func:`predict_slices` for the parameters.
     """
-    prepared = prepare_image(image, model.info.in_channels, axes)
+    prepared = prepare_image(image, model.info.in_channels, axes, source)
     spatial = prepared.spatial_shape
     k = model.info.num_classes
     if out is None:
@@ -227,7 +233,14 @@ def predict_probabilities(
     elif tuple(out.shape) != (k, *spatial):
         raise InputError(f"out has shape {tuple(out.shape)}, expected {(k, *spatial)}")
     for event in predict_slices(
-        model, image, axes=axes, tile=tile, overlap=overlap, batch=batch, device=device
+        model,
+        image,
+        axes=axes,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        device=device,
+        source=source,
     ):
         if isinstance(event, SlicePrediction):
             if prepared.layout.is_stack:

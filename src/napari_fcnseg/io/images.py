@@ -1,4 +1,9 @@
-"""Reading images: TIFF with tifffile (axes from ImageJ/OME metadata), PNG/JPEG with skimage."""
+"""Reading images: TIFF with tifffile (axes from ImageJ/OME metadata), PNG/JPEG with skimage.
+
+Nothing is decoded before the size the file declares is checked: the TIFF's first series, or
+the PNG/JPEG header (:mod:`.headers`), must hold at most :data:`MAX_DECODED_BYTES`, so a small
+hostile or corrupt file cannot make the reader allocate terabytes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 
 from ..core.axes import Layout, infer_layout
 from ..errors import InputError
+from .headers import declared_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -76,6 +82,23 @@ def read_image(
     )
 
 
+def layout_of(path: Path, shape: tuple[int, ...], axes: str | None, channels: int | None) -> Layout:
+    """Infer the layout of the image read from ``path``; errors name the file."""
+    try:
+        return infer_layout(shape, axes, channels)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def check_declared_bytes(path: Path, shape: tuple[int, ...], nbytes: int, advice: str) -> None:
+    """Refuse a file whose pixels would take more than :data:`MAX_DECODED_BYTES` decoded."""
+    if nbytes > MAX_DECODED_BYTES:
+        raise InputError(
+            f"{path}: declares {nbytes / 2**30:.1f} GiB of pixels (shape {shape}); that is more "
+            f"than napari-fcnseg reads at once ({MAX_DECODED_BYTES / 2**30:.0f} GiB): {advice}"
+        )
+
+
 def check_pixels(data: np.ndarray, source: str) -> None:
     """Refuse arrays no segmentation can use: empty, wrong dtype, NaN or infinite values."""
     if data.size == 0 or 0 in data.shape:
@@ -101,11 +124,7 @@ def _read_tiff(path: Path, axes: str | None, channels: int | None) -> ImageData:
             meta_axes = series.axes
             spacing = _tiff_spacing(tif)
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if nbytes > MAX_DECODED_BYTES:
-                raise InputError(
-                    f"{path}: declares {nbytes / 2**30:.1f} GiB of pixels (shape {shape}); "
-                    "that is more than napari-fcnseg reads at once: crop it or split the stack"
-                )
+            check_declared_bytes(path, shape, nbytes, "crop it or split the stack")
             memmappable = series.dataoffset is not None and nbytes > 256 * 2**20
             data = tifffile.memmap(path, mode="r") if memmappable else series.asarray()
     except InputError:
@@ -116,7 +135,7 @@ def _read_tiff(path: Path, axes: str | None, channels: int | None) -> ImageData:
         ) from None
     if axes is None and meta_axes and not set(meta_axes.upper()) & set("QI"):
         axes = meta_axes
-    layout = infer_layout(tuple(data.shape), axes, channels)
+    layout = layout_of(path, tuple(data.shape), axes, channels)
     if not memmappable:  # memory-mapped stacks are checked slice by slice during inference
         check_pixels(data, str(path))
     return ImageData(data, layout, path, spacing)
@@ -131,10 +150,26 @@ def _tiff_spacing(tif: object) -> tuple[float, float, float] | None:
 
 
 def _read_plain(path: Path, axes: str | None, channels: int | None) -> ImageData:
+    from PIL import Image
     from skimage import io as skio
 
+    declared = declared_size(path)
+    if declared is not None:
+        check_declared_bytes(
+            path,
+            declared.shape,
+            declared.nbytes,
+            "crop it, or save it as a TIFF, which fcnseg predict reads page by page",
+        )
     try:
         data = np.asarray(skio.imread(path))
+    except Image.DecompressionBombError:
+        size = f" ({declared.height}x{declared.width})" if declared is not None else ""
+        raise InputError(
+            f"{path}: declares more pixels{size} than Pillow decodes safely (its limit is "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels); save it as a TIFF, which "
+            "napari-fcnseg reads page by page, or crop it"
+        ) from None
     except Exception as exc:
         raise InputError(
             f"{path}: cannot decode this image (truncated or corrupt?): {exc}; re-export it"
@@ -143,6 +178,6 @@ def _read_plain(path: Path, axes: str | None, channels: int | None) -> ImageData
         data = data[..., :3]  # the alpha channel of a PNG is not image data
     if data.ndim == 3 and data.shape[-1] == 2 and axes is None:
         data = data[..., :1]  # grey + alpha
-    layout = infer_layout(tuple(data.shape), axes, channels)
+    layout = layout_of(path, tuple(data.shape), axes, channels)
     check_pixels(data, str(path))
     return ImageData(data, layout, path)

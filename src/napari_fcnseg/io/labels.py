@@ -108,7 +108,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{path}: cannot read labels (truncated or corrupt?): {exc}") from None
     labels = np.asarray(labels)
     if labels.dtype.kind not in "ui":
-        if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
+        if labels.dtype.kind == "f" and np.isfinite(labels).all() and np.all(labels % 1 == 0):
             labels = labels.astype(np.int64)
         else:
             raise InputError(f"{path}: labels must be integers, got {labels.dtype}")

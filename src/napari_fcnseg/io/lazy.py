@@ -23,9 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ..core.axes import infer_layout
 from ..errors import InputError
-from .images import IMAGE_SUFFIXES, TIFF_SUFFIXES, ImageData, _tiff_spacing, read_image
+from .images import (
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    ImageData,
+    _tiff_spacing,
+    layout_of,
+    read_image,
+)
 from .ngff import ome_attributes, read_multiscale
 
 #: TIFFs whose pixels take more bytes than this are read lazily, page by page.
@@ -185,7 +191,7 @@ def _open_zarr(path: Path, axes: str | None, channels: int | None) -> ImageData:
     import dask.array as da
 
     data = da.from_zarr(node)
-    layout = infer_layout(tuple(data.shape), axes, channels)
+    layout = layout_of(path, tuple(data.shape), axes, channels)
     return ImageData(data, layout, path, spacing)
 
 
@@ -241,7 +247,7 @@ def _open_tiff_lazily(path: Path, axes: str | None, channels: int | None) -> Ima
     if axes is None and meta_axes and not set(meta_axes.upper()) & set("QI"):
         axes = meta_axes
     data = da.from_zarr(array)
-    layout = infer_layout(tuple(data.shape), axes, channels)
+    layout = layout_of(path, tuple(data.shape), axes, channels)
     return ImageData(data, layout, path, spacing)
 
 

@@ -5,7 +5,9 @@ folder of ``.safetensors`` model files plus a small ``index.json`` that lists th
 notes and parents, and which one is *active* (used by default for segmentation and as the
 starting point of the next fine-tuning). Nothing is ever deleted: going back means activating an
 earlier version. The index is written atomically and re-read on every call, so two viewers on
-the same folder see each other's versions.
+the same folder see each other's versions; changes to it hold the folder's lock
+(:func:`~napari_fcnseg.io.locking.folder_lock`, ``FOLDER/.lock``), so two fine-tunes that end
+at once both get their version.
 
 Layout::
 
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..errors import InputError, ModelFileError, OutputExistsError
 from ..io.atomic import atomic_output
+from ..io.locking import folder_lock
 from .checkpoint import MODEL_SUFFIX, SegmentationModel, load_model, save_model
 
 __all__ = ["ENV_VAR", "INDEX_NAME", "ModelStore", "ModelVersion", "default_store_folder"]
@@ -150,8 +153,14 @@ class ModelStore:
         (``store_version``, ``store_parent``, ``store_note``). With
         ``activate`` (the default) the new version becomes the active one.
         """
-        active, versions = self._read_index()
         self.folder.mkdir(parents=True, exist_ok=True)
+        with folder_lock(self.folder, what="models folder"):
+            return self._add_locked(model, note, parent, activate)
+
+    def _add_locked(
+        self, model: SegmentationModel, note: str, parent: str | None, activate: bool
+    ) -> str:
+        active, versions = self._read_index()
         number = max((_number(v.version) for v in versions), default=0) + 1
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         while True:  # skip numbers whose file exists (e.g. left by a lost index)
@@ -171,14 +180,15 @@ class ModelStore:
 
     def activate(self, version: str) -> None:
         """Make ``version`` the active one (e.g. to go back to an earlier model)."""
-        _, versions = self._read_index()
-        self.get(version)  # raises a readable error for unknown versions
-        if not (self.folder / self.get(version).file).is_file():
+        entry = self.get(version)  # raises a readable error for unknown versions
+        if not (self.folder / entry.file).is_file():
             raise ModelFileError(
-                f"model file {self.folder / self.get(version).file} of {version} is missing; "
+                f"model file {self.folder / entry.file} of {version} is missing; "
                 "restore it or activate another version"
             )
-        self._write_index(version, versions)
+        with folder_lock(self.folder, what="models folder"):
+            _, versions = self._read_index()
+            self._write_index(version, versions)
 
     # ------------------------------------------------------------------ index file
     @property

@@ -7,9 +7,13 @@ Layout of a set folder::
     labels/NAME.tif       uint8: 0 background, 1..K classes, 255 (IGNORE_LABEL) not annotated
     corrected/NAME.tif    optional uint8 mask (1 = a person edited or confirmed this pixel)
 
-Every file is written with :func:`~napari_fcnseg.io.atomic.atomic_output`. An item's files are
-first written to ``.staging/`` and then moved into place together, and the manifest is written
-after them, so a crash never leaves the manifest pointing at missing or half-written files.
+Every change (adding or updating an item) holds the set's folder lock
+(:func:`~napari_fcnseg.io.locking.folder_lock`, ``.lock``), rereads the manifest, so that items
+other processes added meanwhile are kept, and runs as a transaction (:mod:`._set_journal`): the
+item's files are written to ``.staging/``, a commit record is written, then the files are moved
+into place and the manifest replaced. A process killed at any point leaves the set as it was or
+as it would be after the change (an interrupted commit is finished by the next change, or when
+the set is opened); the manifest never points at missing or half-written files.
 
 **Split rule.** An item added without an explicit ``split`` goes to validation when the first
 8 bytes of the SHA-256 of its name, read as a fraction of 2**64, are below 0.2 (so about 20% of
@@ -24,11 +28,12 @@ as annotated, with the same split rule.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
+import logging
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,10 +43,14 @@ from ..errors import InputError, OutputExistsError
 from ..io.atomic import atomic_output
 from ..io.images import read_image
 from ..io.labels import read_labels, write_labels
+from ..io.locking import LOCK_NAME, folder_lock
+from . import _set_journal as journal
 from ._set_files import auto_splits, class_names_from_labels, find_plain_pairs, validate_split
 from .samples import IGNORE_LABEL, TrainingSample
 
 __all__ = ["IGNORE_LABEL", "MANIFEST", "AnnotatedSet", "Item"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "dataset.json"
 FORMAT_NAME = "napari-fcnseg annotated set"
@@ -112,22 +121,24 @@ class AnnotatedSet:
             When ``path`` is a non-empty folder that is not a set, or the class names are bad.
         """
         path = Path(path)
-        if (path / MANIFEST).is_file():
-            existing = cls.open(path)
-            if existing.class_names != list(class_names):
-                raise InputError(
-                    f"{path} is already a set with classes {existing.class_names}, not "
-                    f"{list(class_names)}; use that set as it is or choose another folder"
-                )
-            return existing
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise InputError(
-                f"{path} exists and is not an empty folder or an annotated set; "
-                "choose a new or empty folder for the set"
-            )
-        _check_class_names(class_names)
-        annotated = cls(path, list(class_names), [], plain=False)
-        annotated._write_manifest()
+        if not (path / MANIFEST).is_file():
+            _check_new_folder(path)
+            _check_class_names(class_names)
+            path.mkdir(parents=True, exist_ok=True)
+        with folder_lock(path, what="annotated set"):
+            if (path / MANIFEST).is_file():  # (another process may have just created it)
+                journal.recover(path)
+                existing = cls._from_manifest(path, path / MANIFEST)
+                if existing.class_names != list(class_names):
+                    raise InputError(
+                        f"{path} is already a set with classes {existing.class_names}, not "
+                        f"{list(class_names)}; use that set as it is or choose another folder"
+                    )
+                return existing
+            _check_new_folder(path)
+            annotated = cls(path, list(class_names), [], plain=False)
+            with atomic_output(path / MANIFEST) as tmp:
+                tmp.write_text(annotated._manifest_text(annotated._items), encoding="utf-8")
         return annotated
 
     @classmethod
@@ -136,6 +147,7 @@ class AnnotatedSet:
         path = Path(path)
         manifest = path / MANIFEST
         if manifest.is_file():
+            _finish_interrupted_change(path)
             return cls._from_manifest(path, manifest)
         if (path / "images").is_dir() and (path / "labels").is_dir():
             return cls._from_plain_pair(path)
@@ -165,6 +177,8 @@ class AnnotatedSet:
                 f"{manifest} is not a valid set manifest ({exc}); restore it from "
                 "a backup or start a new set"
             ) from None
+        for item in items:
+            _check_manifest_entry(item, manifest)
         return cls(path, class_names, items, plain=False)
 
     @classmethod
@@ -270,6 +284,15 @@ class AnnotatedSet:
             ``"train"`` or ``"val"``; ``None`` applies the split rule (module docstring).
         replace
             When false, an existing name raises :class:`OutputExistsError`.
+
+        Raises
+        ------
+        InputError
+            When the arrays or the name cannot be used, or the set is a read-only plain folder.
+        OutputExistsError
+            When ``replace`` is false and the name exists.
+        BusyError
+            When another process keeps the set locked for more than a minute.
         """
         if self.plain:
             raise InputError(
@@ -279,39 +302,43 @@ class AnnotatedSet:
         check_item_name(name)
         if split is not None:
             validate_split(split)
-        if name in self._items and not replace:
-            raise OutputExistsError(
-                f"the set {self.path} already has an item named {name!r}; "
-                "pass replace=True to update it or choose another name"
-            )
         image, labels, mask = self._check_arrays(image, labels, corrected, name)
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        old = self._items.get(name)
-        item = Item(
-            name,
-            f"images/{name}.tif",
-            f"labels/{name}.tif",
-            f"corrected/{name}.tif" if mask is not None else None,
-            source=source,
-            slice_index=slice_index,
-            added=old.added if old else now,
-            updated=now,
-            model_version=model_version,
-            corrected_pixels=int(mask.sum()) if mask is not None else 0,
-            split=split or "train",
-            split_auto=split is None,
-        )
-        self._write_item_files(item, image, labels, mask)
-        previous = dict(self._items)
-        self._items[name] = item
-        try:
-            self._write_manifest()
-        except BaseException:
-            self._items = previous
-            raise
-        if old and old.corrected and not item.corrected:
-            (self.path / old.corrected).unlink(missing_ok=True)
+        with folder_lock(self.path, what="annotated set"):
+            self._reload()
+            if name in self._items and not replace:
+                raise OutputExistsError(
+                    f"the set {self.path} already has an item named {name!r}; "
+                    "pass replace=True to update it or choose another name"
+                )
+            now = _dt.datetime.now(_dt.timezone.utc).isoformat()
+            old = self._items.get(name)
+            item = Item(
+                name,
+                f"images/{name}.tif",
+                f"labels/{name}.tif",
+                f"corrected/{name}.tif" if mask is not None else None,
+                source=source,
+                slice_index=slice_index,
+                added=old.added if old else now,
+                updated=now,
+                model_version=model_version,
+                corrected_pixels=int(mask.sum()) if mask is not None else 0,
+                split=split or "train",
+                split_auto=split is None,
+            )
+            items = {n: dataclasses.replace(it) for n, it in self._items.items()}
+            items[name] = item
+            stale = [old.corrected] if old and old.corrected and not item.corrected else []
+            self._commit_item(item, image, labels, mask, items, stale)
+            self._items = items
         return self._items[name]
+
+    def _reload(self) -> None:
+        """Finish an interrupted change and reread the manifest (call with the lock held)."""
+        journal.recover(self.path)
+        manifest = self.path / MANIFEST
+        if manifest.is_file():
+            self._items = dict(self._from_manifest(self.path, manifest)._items)
 
     def _check_arrays(
         self, image: np.ndarray, labels: np.ndarray, corrected: np.ndarray | None, name: str
@@ -345,49 +372,90 @@ class AnnotatedSet:
                 )
         return image, labels.astype(np.uint8), mask
 
-    def _write_item_files(
-        self, item: Item, image: np.ndarray, labels: np.ndarray, mask: np.ndarray | None
+    def _commit_item(
+        self,
+        item: Item,
+        image: np.ndarray,
+        labels: np.ndarray,
+        mask: np.ndarray | None,
+        items: dict[str, Item],
+        deletions: list[str],
     ) -> None:
+        """Stage the item's files and commit them with the manifest of ``items``."""
         import tifffile
 
-        staging = self.path / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)  # leftovers of an interrupted add
-        staged: list[tuple[Path, Path]] = []
-        with atomic_output(staging / f"{item.name}.image.tif") as tmp:
-            photometric = "rgb" if image.ndim == 3 and image.shape[2] == 3 else "minisblack"
-            tifffile.imwrite(
-                tmp,
-                image,
-                compression="zlib",
-                photometric=photometric,
-                metadata={"axes": "YXS" if image.ndim == 3 else "YX"},
-            )
-        staged.append((staging / f"{item.name}.image.tif", self.path / item.image))
-        write_labels(staging / f"{item.name}.labels.tif", labels, class_names=self._class_names)
-        staged.append((staging / f"{item.name}.labels.tif", self.path / item.labels))
-        if mask is not None and item.corrected:
-            write_labels(staging / f"{item.name}.corrected.tif", mask.astype(np.uint8))
-            staged.append((staging / f"{item.name}.corrected.tif", self.path / item.corrected))
-        for tmp, final in staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = journal.new_staging_folder(self.path)
+        try:
+            moves: list[tuple[str, str]] = [("image.tif", item.image)]
+            with atomic_output(staging / "image.tif") as tmp:
+                photometric = "rgb" if image.ndim == 3 and image.shape[2] == 3 else "minisblack"
+                tifffile.imwrite(
+                    tmp,
+                    image,
+                    compression="zlib",
+                    photometric=photometric,
+                    metadata={"axes": "YXS" if image.ndim == 3 else "YX"},
+                )
+            write_labels(staging / "labels.tif", labels, class_names=self._class_names)
+            moves.append(("labels.tif", item.labels))
+            if mask is not None and item.corrected:
+                write_labels(staging / "corrected.tif", mask.astype(np.uint8))
+                moves.append(("corrected.tif", item.corrected))
+            text = self._manifest_text(items)
+        except BaseException:
+            journal.discard(staging)
+            raise
+        journal.commit(self.path, staging, moves, MANIFEST, text, deletions)
 
-    def _write_manifest(self) -> None:
-        explicit = {n: it.split for n, it in self._items.items() if not it.split_auto}
-        for name, split in auto_splits(list(self._items), explicit).items():
-            self._items[name].split = split
+    def _manifest_text(self, items: dict[str, Item]) -> str:
+        """Return the manifest text for ``items`` (their automatic splits are set here)."""
+        explicit = {n: it.split for n, it in items.items() if not it.split_auto}
+        for name, split in auto_splits(list(items), explicit).items():
+            items[name].split = split
         content = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "class_names": self._class_names,
             "split_rule": "sha256(name)[:8] / 2**64 < 0.2 -> val; at least one val item once "
             "there are >= 2 items; explicit splits kept",
-            "items": [asdict(it) for it in self._items.values()],
+            "items": [asdict(it) for it in items.values()],
         }
-        self.path.mkdir(parents=True, exist_ok=True)
-        with atomic_output(self.path / MANIFEST, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(content, indent=1), encoding="utf-8")
+        return json.dumps(content, indent=1)
+
+
+def _finish_interrupted_change(path: Path) -> None:
+    """Replay a change a killed process left half-applied, so that reading sees a whole set."""
+    if not journal.has_pending(path):
+        return
+    try:
+        with folder_lock(path, what="annotated set"):
+            journal.recover(path)
+    except OSError as exc:  # e.g. a set on read-only media: read it as it is
+        log.warning("%s: could not finish an interrupted change (%s)", path, exc)
+
+
+def _check_manifest_entry(item: Item, manifest: Path) -> None:
+    """Refuse an entry whose name or files could reach outside the set (a crafted manifest)."""
+    files = [f for f in (item.image, item.labels, item.corrected) if f is not None]
+    if not isinstance(item.name, str) or not _NAME.match(item.name):
+        problem = f"the item name {item.name!r} is not usable"
+    elif not all(isinstance(f, str) and journal.is_inside(f) for f in files):
+        problem = f"item {item.name!r} names files outside the set ({files})"
+    else:
+        return
+    raise InputError(
+        f"{manifest}: {problem}; the manifest was edited by hand or damaged: fix that entry "
+        "or restore the manifest from a backup"
+    )
+
+
+def _check_new_folder(path: Path) -> None:
+    ours = {LOCK_NAME, journal.STAGING}
+    if path.exists() and (not path.is_dir() or any(p.name not in ours for p in path.iterdir())):
+        raise InputError(
+            f"{path} exists and is not an empty folder or an annotated set; "
+            "choose a new or empty folder for the set"
+        )
 
 
 def check_item_name(name: str) -> None:
