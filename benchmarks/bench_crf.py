@@ -74,9 +74,19 @@ def pydensecrf_2d(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
     rgb = np.ascontiguousarray(np.moveaxis(scaled.round().byte().numpy(), 0, -1))
     d = dcrf.DenseCRF2D(w, h, k)
     d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs, clip=1e-5)))
-    d.addPairwiseGaussian(sxy=3, compat=3)
-    d.addPairwiseBilateral(sxy=80, srgb=DEFAULTS["bilateral_srgb"], rgbim=rgb, compat=10)
-    return np.array(d.inference(5), dtype=np.float32).reshape(k, h, w)
+    _add_pairwise(d, rgb)
+    return np.array(d.inference(DEFAULTS["iterations"]), dtype=np.float32).reshape(k, h, w)
+
+
+def _add_pairwise(d, rgb: np.ndarray) -> None:
+    """The kernels of refine_with_crf's defaults, in pydensecrf's terms."""
+    d.addPairwiseGaussian(sxy=DEFAULTS["gaussian_sxy"], compat=DEFAULTS["gaussian_compat"])
+    d.addPairwiseBilateral(
+        sxy=DEFAULTS["bilateral_sxy"],
+        srgb=DEFAULTS["bilateral_srgb"],
+        rgbim=rgb,
+        compat=DEFAULTS["bilateral_compat"],
+    )
 
 
 def pydensecrf_stack(stack: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -96,14 +106,8 @@ def _pydensecrf_prescaled(rgb: np.ndarray, probs: np.ndarray) -> np.ndarray:
     k, h, w = probs.shape
     d = dcrf.DenseCRF2D(w, h, k)
     d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs, clip=1e-5)))
-    d.addPairwiseGaussian(sxy=3, compat=3)
-    d.addPairwiseBilateral(
-        sxy=80,
-        srgb=DEFAULTS["bilateral_srgb"],
-        rgbim=np.ascontiguousarray(rgb.round().astype(np.uint8)),
-        compat=10,
-    )
-    return np.array(d.inference(5), dtype=np.float32).reshape(k, h, w)
+    _add_pairwise(d, np.ascontiguousarray(rgb.round().astype(np.uint8)))
+    return np.array(d.inference(DEFAULTS["iterations"]), dtype=np.float32).reshape(k, h, w)
 
 
 def timed(

@@ -104,10 +104,10 @@ VARIANTS: dict[str, dict] = {
 
 def _grid() -> list[dict]:
     return [
-        {"temperature": t, "bilateral_compat": c, "bilateral_srgb": r}
-        for t in (1.0, 2.0)
-        for c in (3.0, 5.0, 10.0)
-        for r in (3.0, 5.0, 8.0, 13.0)
+        {"bilateral_sxy": x, "bilateral_compat": c, "bilateral_srgb": r}
+        for x in (20.0, 40.0, 80.0)
+        for c in (5.0, 10.0)
+        for r in (5.0, 8.0, 13.0)
     ]
 
 
@@ -133,12 +133,13 @@ def grid_search(images: dict, labels: dict, probabilities: dict) -> None:
         ]
     )
     print("\nIoU gain of the CRF per setting (after - before)\n")
-    print("| temperature | bilateral_compat | bilateral_srgb | " + " | ".join(NAMES) + " | mean |")
+    header = "| bilateral_sxy | bilateral_compat | bilateral_srgb | "
+    print(header + " | ".join(NAMES) + " | mean |")
     print("|---|---|---|" + "---|" * (len(NAMES) + 1))
     for g, row in zip(grid, gains):
         cells = " | ".join(f"{v:+.4f}" for v in row)
         print(
-            f"| {g['temperature']:g} | {g['bilateral_compat']:g} | {g['bilateral_srgb']:g} | "
+            f"| {g['bilateral_sxy']:g} | {g['bilateral_compat']:g} | {g['bilateral_srgb']:g} | "
             f"{cells} | {row.mean():+.4f} |"
         )
     print("\nLeave-one-slice-out choice (setting chosen on the other slices, scored on this one)\n")
@@ -149,7 +150,7 @@ def grid_search(images: dict, labels: dict, probabilities: dict) -> None:
         best = int(np.argmax(gains[:, others].mean(axis=1)))
         g = grid[best]
         print(
-            f"| {name} | T={g['temperature']:g}, compat={g['bilateral_compat']:g}, "
+            f"| {name} | sxy={g['bilateral_sxy']:g}, compat={g['bilateral_compat']:g}, "
             f"srgb={g['bilateral_srgb']:g} | {before[name]:.3f} | "
             f"{before[name] + gains[best, k]:.3f} | {gains[best, k]:+.4f} |"
         )
@@ -161,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="random_forest", choices=sorted(SOURCES))
     parser.add_argument(
-        "--grid", action="store_true", help="also search temperature/compat/srgb (slower)"
+        "--grid", action="store_true", help="also search bilateral sxy/compat/srgb (slower)"
     )
     args = parser.parse_args()
     if not DATA.is_dir():

@@ -231,9 +231,18 @@ def test_evaluate_missing_labels(tmp_path, rng, tiny_model_file, capsys):
     )
 
 
-def test_predict_with_crf(tmp_path, tiff_stack):
+def test_predict_with_crf(tmp_path, rng):
     import torch
+    from scipy import ndimage as ndi
     from skimage.measure import label
+
+    # Smooth structures (what the bilateral kernel follows) plus pixel noise (the speckle).
+    smooth = ndi.gaussian_filter(rng.random((4, 50, 60, 3)), (0, 4, 4, 0))
+    smooth = (smooth - smooth.min()) / np.ptp(smooth)
+    data = (3000 * smooth + rng.normal(0, 60, smooth.shape) + 500).astype(np.uint16)
+    tiff_stack = tmp_path / "in" / "stack.tif"
+    tiff_stack.parent.mkdir()
+    tifffile.imwrite(tiff_stack, data, imagej=True, metadata={"axes": "ZYXS"})
 
     from napari_fcnseg.core.predict import predict_probabilities
     from napari_fcnseg.core.progress import run_to_completion

@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .core.device import DEVICE_CHOICES
+from .core.device import DEVICE_CHOICES, PRECISIONS
 from .errors import InputError
 
 log = logging.getLogger("napari_fcnseg")
@@ -74,6 +74,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="learning rate (default 1e-3)",
     )
     train.add_argument("--loss", choices=("dice_ce", "balanced_ce"), default="dice_ce")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic of the U-Net's training steps (auto: bfloat16 where the CPU or GPU "
+        "computes it natively, else float32)",
+    )
     train.add_argument("--validate-every", type=positive_int, default=25, metavar="STEPS")
     train.add_argument(
         "--patience",
@@ -189,6 +196,7 @@ def _train(args: argparse.Namespace) -> int:
         crop=args.crop,
         learning_rate=args.lr,
         loss=args.loss,
+        precision=args.precision,
         corrected_only=args.corrected_only,
         validate_every=args.validate_every,
         patience=args.patience,

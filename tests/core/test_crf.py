@@ -113,8 +113,11 @@ def test_real_slices_agree_with_pydensecrf(name: str) -> None:
     reference = pydensecrf_reference(image, probs)
     agreement = (ours.argmax(0) == reference.argmax(0)).mean()
     assert agreement >= 0.99, f"{name}: {agreement:.4f}"
-    # Both CRFs change a visible number of labels (the comparison is not trivial).
-    assert (reference.argmax(0) != probs.argmax(0)).mean() > 0.005
+    # The comparison is not trivial: pydensecrf changes a visible number of labels (0.4-0.6% of
+    # the slice with the default 20 px bilateral kernel), and most of them change here too.
+    changed = reference.argmax(0) != probs.argmax(0)
+    assert changed.mean() > 0.003
+    assert (changed & (ours.argmax(0) != probs.argmax(0))).sum() > 0.5 * changed.sum()
 
 
 def test_stack_is_refined_slice_by_slice_without_spacing() -> None:

@@ -239,4 +239,7 @@ def test_scale_intensities_maps_percentiles_to_0_255() -> None:
 
 
 def test_auto_downsample() -> None:
-    assert [auto_downsample(s) for s in (3, 39.9, 80, 100, 160)] == [1, 1, 2, 2, 4]
+    assert [auto_downsample(s) for s in (3, 19.9, 20, 39.9, 80, 100, 160)] == [1, 1, 2, 2, 2, 2, 4]
+    # Small slices take the full-resolution lattice below 40 px (fast, and closer to pydensecrf).
+    assert [auto_downsample(s, 96 * 112) for s in (20, 39.9, 80)] == [1, 1, 2]
+    assert auto_downsample(20, 256 * 256) == 2

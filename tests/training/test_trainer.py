@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_fcnseg.core.device import training_precision
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.model.checkpoint import load_model
@@ -31,8 +32,9 @@ def _same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_learns_trivial_task(small, toy_train, toy_val):
-    config = TrainConfig(max_steps=60, validate_every=20, patience=10, **FAST)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_learns_trivial_task(small, toy_train, toy_val, precision):
+    config = TrainConfig(max_steps=60, validate_every=20, patience=10, precision=precision, **FAST)
     result, events = _events(fit(small, toy_train, toy_val, config))
     assert result.best_val_iou > 0.9
     assert result.history[0]["val_iou"] < result.best_val_iou
@@ -44,6 +46,8 @@ def test_learns_trivial_task(small, toy_train, toy_val):
     assert unet[0].info["val_iou"] is None and unet[-1].info["val_iou"] is not None
     model = result.model
     assert not model.training and next(model.parameters()).device.type == "cpu"
+    # Trained channels-last, returned in the usual layout, weights in float32.
+    assert all(p.is_contiguous() and p.dtype == torch.float32 for p in model.parameters())
     prov = model.info.provenance
     assert prov["steps"] == 60 and prov["seed"] == 0 and prov["val_iou"] == result.best_val_iou
     assert prov["train_samples"] == 4 and prov["validated_on"] == "val"
@@ -171,3 +175,13 @@ def test_samples_from_stack():
     assert samples[0].image.shape == (10, 12, 2) and samples[1].corrected[0, 0]
     with pytest.raises(InputError):
         samples_from_stack(image, labels[:2])
+
+
+def test_training_precision_settings():
+    cpu = torch.device("cpu")
+    assert training_precision("float32", cpu) == torch.float32
+    assert training_precision("bfloat16", cpu) == torch.bfloat16
+    assert training_precision("auto", cpu) in (torch.float32, torch.bfloat16)
+    assert training_precision("auto", torch.device("mps")) == torch.float32
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        TrainConfig(precision="half").check()

@@ -34,15 +34,21 @@ from .progress import Progress, run_to_completion
 logger = logging.getLogger(__name__)
 
 #: Default parameters, e.g. for CLI and widget help texts. They are pydensecrf's usual settings
-#: except ``bilateral_srgb``: 8 instead of 13. After the percentile stretch, 13 let the bilateral
-#: kernel join egg and background of similar colour on the shared ovary slices and the CRF lowered
-#: the egg IoU of a random-forest segmentation on one of them (0.476 -> 0.472); with 8 it raised
-#: it on all three (0.476/0.930/0.926 -> 0.478/0.935/0.936, benchmarks/bench_crf_quality.py).
+#: except two, both measured on the shared ovary slices (benchmarks/bench_crf_quality.py):
+#: ``bilateral_srgb`` 8 instead of 13 (after the percentile stretch, 13 let the bilateral kernel
+#: join egg and background of similar colour), and ``bilateral_sxy`` 20 instead of 80. On the
+#: probabilities of leave-one-out U-Nets, 80 px let background pixels next to an egg chamber
+#: collect support from distant chamber pixels of the same colour: the CRF grew the masks,
+#: almost always wrongly (7331: 1246 pixels added, 86 of them egg), and lowered the IoU on two of
+#: the three slices (0.892/0.950/0.947 -> 0.891/0.946/0.953). With 20 px it raises all three
+#: (-> 0.896/0.951/0.964, benchmarks/bench_quality.py --part eggs), and 20 px is also what a
+#: leave-one-slice-out choice over sxy 20/40/80, srgb 5/8/13 and compat 5/10 picks for every
+#: slice.
 DEFAULTS: dict[str, Any] = {
     "iterations": 5,
     "gaussian_sxy": 3.0,
     "gaussian_compat": 3.0,
-    "bilateral_sxy": 80.0,
+    "bilateral_sxy": 20.0,
     "bilateral_srgb": 8.0,
     "bilateral_compat": 10.0,
 }
@@ -55,7 +61,7 @@ def refine_with_crf(
     iterations: int = 5,
     gaussian_sxy: float = 3.0,
     gaussian_compat: float = 3.0,
-    bilateral_sxy: float = 80.0,
+    bilateral_sxy: float = 20.0,
     bilateral_srgb: float = 8.0,
     bilateral_compat: float = 10.0,
     spacing: Sequence[float] | None = None,
@@ -78,8 +84,8 @@ def refine_with_crf(
         Bandwidth (pixels, or physical units with ``spacing``) and weight of the spatial kernel.
     bilateral_sxy, bilateral_srgb, bilateral_compat
         Spatial bandwidth, intensity bandwidth (0-255 units after the percentile stretch) and
-        weight of the bilateral kernel. ``bilateral_srgb`` defaults to 8, not pydensecrf's usual
-        13: see :data:`DEFAULTS`.
+        weight of the bilateral kernel. ``bilateral_sxy`` defaults to 20 and ``bilateral_srgb``
+        to 8, not pydensecrf's usual 80 and 13: see :data:`DEFAULTS`.
     spacing
         ``None``: a stack is refined slice by slice with 2D CRFs. ``(z, y, x)`` (or ``(y, x)`` for
         a 2D image): one CRF over the whole volume, with pixel sizes in the units of the sxy
@@ -87,8 +93,8 @@ def refine_with_crf(
     device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     bilateral_downsample
-        Block size of the bilateral lattice (``None``: ``sxy // 40`` pixels, 2 for 80; 1 =
-        full resolution, slower and closer to pydensecrf).
+        Block size of the bilateral lattice (``None``: ``sxy // 40`` pixels and at least 2 from
+        20 px on, so 2 for 20 to 119; 1 = full resolution, slower and closer to pydensecrf).
 
     Returns
     -------
@@ -124,7 +130,7 @@ def iter_refine_with_crf(
     iterations: int = 5,
     gaussian_sxy: float = 3.0,
     gaussian_compat: float = 3.0,
-    bilateral_sxy: float = 80.0,
+    bilateral_sxy: float = 20.0,
     bilateral_srgb: float = 8.0,
     bilateral_compat: float = 10.0,
     spacing: Sequence[float] | None = None,

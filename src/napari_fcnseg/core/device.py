@@ -7,6 +7,34 @@ import torch
 from ..errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+#: Settings of the training arithmetic (see :func:`training_precision`).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def training_precision(setting: str, device: torch.device) -> torch.dtype:
+    """Return the dtype of the U-Net training steps' autocast for ``setting`` on ``device``.
+
+    ``"auto"`` picks bfloat16 on CUDA devices that support it and on CPUs with native bfloat16
+    arithmetic (AVX512-BF16 or AMX); float32 elsewhere (e.g. Apple GPUs, older CPUs, where
+    emulated bfloat16 is slower). Measured on a 2-core AVX512-BF16 CPU, one step of the default
+    U-Net (batch 4, 256 px, Adam): 0.65 s float32, 0.44 s float32 channels-last, 0.25 s
+    bfloat16 channels-last.
+    """
+    if setting == "float32":
+        return torch.float32
+    if setting == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        # Private helpers, present since torch 2.0; without them, stay with float32.
+        native = [getattr(torch.cpu, name, None) for name in _NATIVE_BF16_CHECKS]
+        if any(check() for check in native if check is not None):
+            return torch.bfloat16
+    return torch.float32
+
+
+_NATIVE_BF16_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
