@@ -200,6 +200,7 @@ def finetune(budget: float) -> None:
         seed=0,
         device="cpu",
         channel_permutation=False,
+        schedule="cosine",
     )
     whole, whole_iou, whole_s = _finetune_curve(default, train, test, config)
     corrected = _simulated_corrections(default, train)

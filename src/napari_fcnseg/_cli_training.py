@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .core.device import DEVICE_CHOICES, PRECISIONS
 from .errors import InputError
+from .training.trainer import SCHEDULES
 
 log = logging.getLogger("napari_fcnseg")
 
@@ -74,6 +75,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="learning rate (default 1e-3)",
     )
     train.add_argument("--loss", choices=("dice_ce", "balanced_ce"), default="dice_ce")
+    train.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="learning rate: constant, or a half cosine down to 5%% by the end of the run",
+    )
     train.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -197,6 +204,7 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         loss=args.loss,
         precision=args.precision,
+        schedule=args.schedule,
         corrected_only=args.corrected_only,
         validate_every=args.validate_every,
         patience=args.patience,

@@ -185,3 +185,16 @@ def test_training_precision_settings():
     assert training_precision("auto", torch.device("mps")) == torch.float32
     with pytest.raises(InputError, match="unknown precision 'half'"):
         TrainConfig(precision="half").check()
+
+
+def test_cosine_schedule(small, toy_train):
+    from napari_fcnseg.training.trainer import COSINE_FLOOR, _cosine
+
+    assert _cosine(0.0) == pytest.approx(1.0)
+    assert _cosine(0.5) == pytest.approx((1 + COSINE_FLOOR) / 2)
+    assert _cosine(1.0) == pytest.approx(COSINE_FLOOR)
+    config = TrainConfig(max_steps=8, validate_every=4, schedule="cosine", **FAST)
+    result = run_to_completion(fit(small, toy_train, [], config))
+    assert result.steps == 8 and result.model.info.provenance["config"]["schedule"] == "cosine"
+    with pytest.raises(InputError, match="unknown schedule"):
+        TrainConfig(schedule="step").check()

@@ -30,6 +30,9 @@ from .samples import PreparedSample, TrainingSample, check_sample, prepare_sampl
 
 #: Steps run when neither epochs, max_steps nor max_seconds is given.
 DEFAULT_MAX_STEPS = 1000
+SCHEDULES = ("constant", "cosine")
+#: The cosine schedule ends at this fraction of the learning rate.
+COSINE_FLOOR = 0.05
 
 
 @dataclass
@@ -42,7 +45,9 @@ class TrainConfig:
     three, :data:`DEFAULT_MAX_STEPS` steps. ``precision`` is that of the U-Net phase's
     forward and backward passes: ``"float32"``, ``"bfloat16"`` (autocast; weights, loss and
     validation stay float32) or ``"auto"`` (bfloat16 where the processor computes it natively,
-    see :func:`training_precision`). ``recalibrate_batchnorm`` re-estimates BatchNorm
+    see :func:`training_precision`). ``schedule`` is ``"constant"`` or ``"cosine"`` (the
+    learning rate falls along a half cosine to 5% of ``learning_rate`` at the first of the step
+    limit and the time budget). ``recalibrate_batchnorm`` re-estimates BatchNorm
     statistics on un-augmented training crops before every validation (see
     :mod:`._batchnorm`). ``crf_*`` settings apply to the joint U-Net + CRF
     phase run after the U-Net phase when ``train_crf`` is set.
@@ -63,6 +68,7 @@ class TrainConfig:
     device: str = "auto"
     augment: bool = True
     precision: str = "auto"
+    schedule: str = "constant"
     recalibrate_batchnorm: bool = True
     train_crf: bool = False
     channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
@@ -95,6 +101,10 @@ class TrainConfig:
         for key, value in [*positive.items(), *optional.items()]:
             if value is not None and not value > 0:
                 raise InputError(f"training setting {key}={value!r} must be positive")
+        if self.schedule not in SCHEDULES:
+            raise InputError(
+                f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}"
+            )
         if self.precision not in PRECISIONS:
             raise InputError(
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
@@ -308,6 +318,10 @@ def _unet_phase(
         if deadline is not None and run.elapsed + mean_step > deadline:
             break
         t0 = time.monotonic()
+        if config.schedule == "cosine":
+            done = _progress_fraction(run, max_steps, deadline)
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * _cosine(done)
         x, y = sample_batch(
             targets,
             config.batch_size,
@@ -347,6 +361,21 @@ def _unet_phase(
         val_iou, val_class, _ = _validate(run, loss_value)
         yield _validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
     return False
+
+
+def _progress_fraction(run: _Run, max_steps: int | None, deadline: float | None) -> float:
+    """How far the U-Net phase has come, in [0, 1]: the larger of steps and time used."""
+    fractions = [0.0]
+    if max_steps:
+        fractions.append(run.step / max_steps)
+    if deadline:
+        fractions.append(run.elapsed / deadline)
+    return min(1.0, max(fractions))
+
+
+def _cosine(done: float) -> float:
+    """Learning-rate factor of the cosine schedule after ``done`` of the run."""
+    return COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def _crop_size(net: SegmentationModel, targets: Sequence[PreparedSample], wanted: int) -> int:
