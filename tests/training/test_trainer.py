@@ -32,9 +32,18 @@ def _same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_learns_trivial_task(small, toy_train, toy_val, precision):
-    config = TrainConfig(max_steps=60, validate_every=20, patience=10, precision=precision, **FAST)
+@pytest.mark.parametrize(
+    ("precision", "channels_last"), [("float32", False), ("bfloat16", True), ("auto", True)]
+)
+def test_learns_trivial_task(small, toy_train, toy_val, precision, channels_last):
+    config = TrainConfig(
+        max_steps=60,
+        validate_every=20,
+        patience=10,
+        precision=precision,
+        channels_last=channels_last,
+        **FAST,
+    )
     result, events = _events(fit(small, toy_train, toy_val, config))
     assert result.best_val_iou > 0.9
     assert result.history[0]["val_iou"] < result.best_val_iou

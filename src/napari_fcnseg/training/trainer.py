@@ -45,9 +45,11 @@ class TrainConfig:
     three, :data:`DEFAULT_MAX_STEPS` steps. ``precision`` is that of the U-Net phase's
     forward and backward passes: ``"float32"``, ``"bfloat16"`` (autocast; weights, loss and
     validation stay float32) or ``"auto"`` (bfloat16 where the processor computes it natively,
-    see :func:`training_precision`). ``schedule`` is ``"constant"`` or ``"cosine"`` (the
-    learning rate falls along a half cosine to 5% of ``learning_rate`` at the first of the step
-    limit and the time budget). ``recalibrate_batchnorm`` re-estimates BatchNorm
+    see :func:`training_precision`); ``channels_last`` runs those steps in the channels-last
+    memory layout (faster convolutions; the returned model is in the usual layout).
+    ``schedule`` is ``"constant"`` or ``"cosine"`` (the learning rate falls along a half cosine
+    to 5% of ``learning_rate`` at the first of the step limit and the time budget).
+    ``recalibrate_batchnorm`` re-estimates BatchNorm
     statistics on un-augmented training crops before every validation (see
     :mod:`._batchnorm`). ``crf_*`` settings apply to the joint U-Net + CRF
     phase run after the U-Net phase when ``train_crf`` is set.
@@ -68,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     augment: bool = True
     precision: str = "auto"
+    channels_last: bool = True
     schedule: str = "constant"
     recalibrate_batchnorm: bool = True
     train_crf: bool = False
@@ -306,9 +309,9 @@ def _unet_phase(
     crf_total = config.crf_steps if config.train_crf else 0
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     dtype = training_precision(config.precision, run.device)
-    # Channels-last convolutions are faster on CPU (oneDNN) and on CUDA; the returned model is
-    # converted back by fit().
-    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    # Channels-last convolutions are faster on CPU (oneDNN) and on CUDA; fit() converts back.
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    net.to(memory_format=layout)  # type: ignore[call-overload]
     net.train()
     step_times: list[float] = []
     stale, loss_value, val_iou, val_class = 0, float("nan"), None, None
@@ -331,7 +334,7 @@ def _unet_phase(
             channel_permutation=permute,
         )
         optimizer.zero_grad(set_to_none=True)
-        inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=torch.channels_last)
+        inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=layout)
         with torch.autocast(run.device.type, dtype=dtype, enabled=dtype != torch.float32):
             logits = net(inputs)
         loss = segmentation_loss(logits.float(), torch.from_numpy(y).to(run.device), config.loss)
