@@ -54,6 +54,7 @@ def run_untiled(device: str) -> dict:
 
     def once() -> None:
         x = torch.from_numpy(normalize_slice(stack[0], lo, hi)[None]).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)  # as the tiled path feeds it
         with torch.inference_mode():
             torch.softmax(model(x), 1).argmax(1).cpu().numpy()
 
