@@ -53,6 +53,17 @@ def test_finetune_on_a_correction_improves_the_model(
     assert after > max(before + 0.3, 0.7), (before, after)
 
 
+def test_settings_follow_the_form(train_dock):
+    finetune = train_dock.finetune
+    finetune.steps.value, finetune.learning_rate.value = 40, 2e-3
+    config = finetune.config()
+    assert config.max_steps == 40 and config.learning_rate == 2e-3
+    assert config.channel_permutation is False and not config.corrected_only
+    finetune.shuffle_channels.value = finetune.corrected_only.value = True
+    config = finetune.config()
+    assert config.channel_permutation is True and config.corrected_only
+
+
 def test_cancel_keeps_the_previous_model(qtbot, viewer, segment, train_dock):
     store = ModelStore(MODELS.folder)
     store.add(make_tiny_model(), "first")
