@@ -125,8 +125,9 @@ def test_closing_the_viewer_stops_the_job(qtbot, viewer, segment):
     with qtbot.waitSignal(worker.finished, timeout=10_000):
         viewer.close()
     assert worker.abort_requested
-    # The runner's own slot for ``finished`` may run just after the test's: wait for it.
-    qtbot.waitUntil(lambda: not segment.runner.is_running, timeout=10_000)
+    # Not asserted: the runner's own state. Once the viewer has deleted the widget, Qt drops the
+    # runner's connections by design (a late signal must not touch deleted objects), so whether
+    # its ``finished`` slot still ran depends on timing (it failed 1 CI run in 3).
 
 
 def test_errors_become_notifications(qtbot, viewer, segment, tmp_path, notifications):
