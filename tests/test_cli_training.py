@@ -34,6 +34,11 @@ def fcnseg(*argv: str) -> int:
         return 2
 
 
+def _add(set_dir, image, labels, *extra) -> int:
+    """Run ``fcnseg add --set SET_DIR --image IMAGE --labels LABELS [EXTRA...]``."""
+    return fcnseg("add", "--set", set_dir, "--image", image, "--labels", labels, *extra)
+
+
 def _pair(folder, name, seed, size=64):
     r = np.random.default_rng(seed)
     labels = np.zeros((size, size), np.uint8)
@@ -53,17 +58,7 @@ def filled_set(tmp_path):
     for i in range(3):
         image, labels = _pair(raw, f"img{i}", i)
         assert (
-            fcnseg(
-                "add",
-                "--set",
-                tmp_path / "set",
-                "--image",
-                image,
-                "--labels",
-                labels,
-                "--class-names",
-                "background,follicle,nuclei",
-            )
+            _add(tmp_path / "set", image, labels, "--class-names", "background,follicle,nuclei")
             == 0
         )
     return tmp_path / "set"
@@ -73,22 +68,9 @@ def test_add_creates_set_and_updates(tmp_path, capsys):
     image, labels = _pair(tmp_path, "a", 0)
     mask = tmp_path / "mask.png"
     skio.imsave(mask, np.pad(np.ones((4, 4), np.uint8), 30), check_contrast=False)
-    assert fcnseg("add", "--set", tmp_path / "set", "--image", image, "--labels", labels) == 0
+    assert _add(tmp_path / "set", image, labels) == 0
     assert "1 image in" in capsys.readouterr().out
-    assert (
-        fcnseg(
-            "add",
-            "--set",
-            tmp_path / "set",
-            "--image",
-            image,
-            "--labels",
-            labels,
-            "--corrected",
-            mask,
-        )
-        == 0
-    )
+    assert _add(tmp_path / "set", image, labels, "--corrected", mask) == 0
     assert "1 image in" in capsys.readouterr().out
     s = AnnotatedSet.open(tmp_path / "set")
     assert s.class_names == ["background", "class 1", "class 2"]
@@ -103,20 +85,7 @@ def test_add_stack_adds_annotated_slices(tmp_path):
     labels[2, 5:9] = 0
     tifffile.imwrite(tmp_path / "s.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     tifffile.imwrite(tmp_path / "l.tif", labels)
-    assert (
-        fcnseg(
-            "add",
-            "--set",
-            tmp_path / "set",
-            "--image",
-            tmp_path / "s.tif",
-            "--labels",
-            tmp_path / "l.tif",
-            "--name",
-            "stack",
-        )
-        == 0
-    )
+    assert _add(tmp_path / "set", tmp_path / "s.tif", tmp_path / "l.tif", "--name", "stack") == 0
     items = AnnotatedSet.open(tmp_path / "set").items
     assert [(it.name, it.slice_index) for it in items] == [("stack_z0000", 0), ("stack_z0002", 2)]
 
@@ -125,26 +94,13 @@ def test_add_errors(tmp_path, capsys):
     image, labels = _pair(tmp_path, "a", 0)
     small = tmp_path / "small.png"
     skio.imsave(small, np.zeros((8, 8), np.uint8), check_contrast=False)
-    assert fcnseg("add", "--set", tmp_path / "set", "--image", image, "--labels", small) == 2
+    assert _add(tmp_path / "set", image, small) == 2
     assert "must match" in capsys.readouterr().err
-    assert (
-        fcnseg(
-            "add",
-            "--set",
-            tmp_path / "set",
-            "--image",
-            image,
-            "--labels",
-            labels,
-            "--class-names",
-            "background,one",
-        )
-        == 2
-    )
+    assert _add(tmp_path / "set", image, labels, "--class-names", "background,one") == 2
     assert "classes 0..1" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
-    assert fcnseg("add", "--set", tmp_path / "other", "--image", image, "--labels", labels) == 2
+    assert _add(tmp_path / "other", image, labels) == 2
 
 
 def test_train_new_model_then_fine_tune(filled_set, tmp_path, capsys):
