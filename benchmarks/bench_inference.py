@@ -61,6 +61,7 @@ def run_untiled(device: str) -> dict:
     once()  # warm-up
     before = rss_mib()
     reset_peak()
+    gpu_before = _reset_gpu_peak(device)
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -75,7 +76,25 @@ def run_untiled(device: str) -> dict:
         "mpix_s": SIZE * SIZE / 1e6 / seconds,
         "peak_mib": peak_rss_mib(),
         "job_mib": peak_rss_mib() - before,
+        "gpu_job_mib": _gpu_peak(device, gpu_before),
     }
+
+
+def _reset_gpu_peak(device: str) -> int:
+    """Reset CUDA's peak-memory counter; return the memory allocated now (0 off CUDA)."""
+    if not device.startswith("cuda"):
+        return 0
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def _gpu_peak(device: str, before: int) -> float | None:
+    """Peak CUDA memory allocated by the job (above what was allocated before it), MiB."""
+    if not device.startswith("cuda"):
+        return None
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
@@ -89,6 +108,7 @@ def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
         pass
     before = rss_mib()
     reset_peak()
+    gpu_before = _reset_gpu_peak(device)
     start = time.perf_counter()
 
     def pages():
@@ -107,6 +127,7 @@ def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
         "mpix_s": slices * SIZE * SIZE / 1e6 / seconds,
         "peak_mib": peak_rss_mib(),
         "job_mib": peak_rss_mib() - before,
+        "gpu_job_mib": _gpu_peak(device, gpu_before),
     }
 
 
@@ -170,20 +191,23 @@ def main() -> None:
             )
         )
     reference = rows[0]["mpix_s"]
+    gpu = rows[0]["gpu_job_mib"] is not None
+    name = torch.cuda.get_device_name() if gpu else ""
     print(
-        f"device: {args.device}, torch threads: {torch.get_num_threads()}, "
+        f"device: {args.device} {name}, torch threads: {torch.get_num_threads()}, "
         f"model: U-Net depth 4, 16 base features, 3 channels, batch {args.batch}"
     )
     print(
         "| mode | slices of 1024x1024 | tile | seconds | MPix/s | vs untiled "
-        "| peak RSS MiB | job peak MiB |"
+        "| peak RSS MiB | job peak MiB |" + (" job peak GPU MiB |" if gpu else "")
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
     for r in rows:
         print(
             f"| {r['mode']} | {r['slices']} | {r['tile']} | {r['seconds']:.2f} | "
             f"{r['mpix_s']:.2f} | {100 * r['mpix_s'] / reference:.0f}% | "
             f"{r['peak_mib']:.0f} | {r['job_mib']:.0f} |"
+            + (f" {r['gpu_job_mib']:.0f} |" if gpu else "")
         )
     by_slices = {r["slices"]: r for r in rows[1:] if r["tile"] == args.tile}
     if 10 in by_slices and 50 in by_slices:

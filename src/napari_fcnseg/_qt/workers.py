@@ -130,7 +130,11 @@ class JobRunner(QObject):
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
+        # A plain function, not this object's slot: Qt drops the slots of a deleted QObject,
+        # and when the viewer closes during a job the widget and this runner are deleted
+        # before the worker finishes. The clean-up must still run, or the worker (and through
+        # it the viewer's window) stays referenced.
+        worker.finished.connect(lambda: self._on_finished())
         self.worker = worker
         self._watch_window()
         self._pbar = progress(total=0, desc=self.what)

@@ -167,12 +167,14 @@ def iter_refine_with_crf(
         bilateral_downsample=bilateral_downsample,
         normalize_image=False,
     ).to(dev)
-    # (C, *spatial) float32, scaled once for the whole image or stack.
-    scaled = scale_channels_last(img, spatial_ndim)
+    # (C, *spatial) float32, scaled once for the whole image or stack: on the device for one CRF,
+    # on the host for a stack refined slice by slice (which need not fit on the device).
+    by_slice = spatial_ndim == 3 and spacing_t is None
+    scaled = scale_channels_last(img, spatial_ndim, device="cpu" if by_slice else dev)
     out = np.empty(probs.shape, dtype=np.float32)
     # Grad mode is switched off around each piece of work, never across a yield: a context
     # manager held over a yield would leak into the caller's code.
-    if spatial_ndim == 3 and spacing_t is None:
+    if by_slice:
         total = probs.shape[1]
         for z in range(total):
             with torch.no_grad():
@@ -182,7 +184,7 @@ def iter_refine_with_crf(
     total = int(iterations)
     with torch.no_grad():
         logits = probability_logits(probs, dev)
-        steps = crf.mean_field(logits, scaled.to(dev), spacing_t)
+        steps = crf.mean_field(logits, scaled, spacing_t)
         q = logits.softmax(0)
     yield Progress(0, total, "CRF: starting")
     for i in range(1, total + 1):

@@ -25,6 +25,7 @@ paper. Positions are in physical units: with ``spacing=(z, y, x)`` the kernels a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -49,6 +50,21 @@ BLOCKS_OF_TWO_MIN_PIXELS = 256 * 256
 #: Percentiles of every channel mapped to 0 and 255 by :func:`scale_intensities`.
 PERCENTILES = (0.5, 99.5)
 _QUANTILE_SAMPLES = 1 << 20
+#: Integer images whose values span at most this many get exact percentiles from a histogram.
+_HISTOGRAM_MAX_BINS = 1 << 22
+#: How integer images travel to torch: as they are, or in the next larger type torch has.
+_TORCH_INTEGERS = {
+    np.dtype(a): np.dtype(b)
+    for a, b in [
+        (np.uint8, np.uint8),
+        (np.int8, np.int8),
+        (np.int16, np.int16),
+        (np.uint16, np.int32),
+        (np.int32, np.int32),
+        (np.uint32, np.int64),
+        (np.int64, np.int64),
+    ]
+}
 #: Probabilities are clipped to [MIN_PROBABILITY, 1] before the unary ``-log(p)`` is taken
 #: (pydensecrf's ``unary_from_softmax`` uses the same 1e-5).
 MIN_PROBABILITY = 1e-5
@@ -74,27 +90,67 @@ def scale_intensities(image: Tensor, percentiles: tuple[float, float] = PERCENTI
         Same shape, floating point, values in [0, 255].
     """
     x = image if image.is_floating_point() else image.float()
-    flat = x.reshape(x.shape[0], -1)
-    step = max(1, flat.shape[1] // _QUANTILE_SAMPLES)
-    q = torch.tensor([p / 100.0 for p in percentiles], dtype=x.dtype, device=x.device)
-    lo, hi = torch.quantile(flat[:, ::step], q, dim=1)  # (C,) each
+    lo, hi = _percentiles(image.reshape(image.shape[0], -1), percentiles, x.dtype)
     span = hi - lo
     scale = torch.where(span > 0, 255.0 / span.clamp_min(1e-30), torch.zeros_like(span))
     shape = (-1,) + (1,) * (x.ndim - 1)
-    return ((x - lo.view(shape)) * scale.view(shape)).clamp(0.0, 255.0)
+    return ((x - lo.view(shape)) * scale.view(shape)).clamp_(0.0, 255.0)
 
 
-def scale_channels_last(image: np.ndarray, spatial_ndim: int) -> Tensor:
-    """Return a channels-last image as a ``(C, *spatial)`` tensor scaled to 0-255.
+def _percentiles(
+    flat: Tensor, percentiles: tuple[float, float], dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Low and high percentile of every row of ``(C, N)``, interpolated as ``torch.quantile``.
+
+    Integer images (the usual 8- and 16-bit scans) get exact percentiles from a histogram, in
+    O(N): measured on a 2-core CPU for a 1024x1024 RGB uint8 image, about 15 ms against 120 ms
+    for ``torch.quantile``, which sorts. Floating-point images use ``torch.quantile`` on at most
+    about 2^20 evenly strided samples per channel.
+    """
+    c, n = flat.shape
+    if not flat.is_floating_point() and flat.dtype != torch.bool and n > 0:
+        if flat.dtype == torch.uint8:  # no pass needed for the range
+            low, high = 0, 255
+        else:
+            extremes = torch.aminmax(flat)
+            low, high = int(extremes.min), int(extremes.max)
+        bins = high - low + 1
+        if bins <= _HISTOGRAM_MAX_BINS:
+            rows = flat if low == 0 else flat.to(torch.int32 if bins < 2**31 else torch.int64) - low
+            counts = torch.stack([torch.bincount(row, minlength=bins) for row in rows])
+            cumulative = counts.cumsum(1)
+            bounds = []
+            for p in percentiles:
+                position = p / 100.0 * (n - 1)
+                below = math.floor(position)
+                ranks = torch.tensor([[below, min(below + 1, n - 1)]], device=flat.device)
+                # Value of the sorted element of each rank: the first bin whose count passes it.
+                values = torch.searchsorted(cumulative, ranks.expand(c, 2).contiguous(), right=True)
+                values = values.to(dtype) + low
+                bounds.append(values[:, 0] + (position - below) * (values[:, 1] - values[:, 0]))
+            return bounds[0], bounds[1]
+    x = flat if flat.is_floating_point() else flat.to(dtype)
+    step = max(1, n // _QUANTILE_SAMPLES)
+    q = torch.tensor([p / 100.0 for p in percentiles], dtype=x.dtype, device=x.device)
+    lo, hi = torch.quantile(x[:, ::step], q, dim=1)  # (C,) each
+    return lo, hi
+
+
+def scale_channels_last(
+    image: np.ndarray, spatial_ndim: int, device: str | torch.device = "cpu"
+) -> Tensor:
+    """Return a channels-last image as a ``(C, *spatial)`` float tensor scaled to 0-255.
 
     ``image`` is ``(*spatial)`` (one channel) or ``(*spatial, C)`` with ``spatial_ndim`` spatial
-    axes, any real dtype. It is converted to float32 and scaled with :func:`scale_intensities`,
-    whose percentiles are taken over the whole image or stack.
+    axes, any real dtype. It is moved to ``device`` in its own integer type (uint16 as int32;
+    so an 8-bit image travels to a GPU as 8 bits) and scaled there with
+    :func:`scale_intensities`, whose percentiles are taken over the whole image or stack.
     """
     image = np.asarray(image)
     channels = image if image.ndim > spatial_ndim else image[..., None]
-    chw = np.ascontiguousarray(np.moveaxis(channels, -1, 0), dtype=np.float32)
-    return scale_intensities(torch.from_numpy(chw))
+    dtype = _TORCH_INTEGERS.get(channels.dtype, np.dtype(np.float32))
+    chw = np.ascontiguousarray(np.moveaxis(channels, -1, 0), dtype=dtype)
+    return scale_intensities(torch.from_numpy(chw).to(device)).float()
 
 
 def probability_logits(probabilities: np.ndarray, device: str | torch.device = "cpu") -> Tensor:
@@ -312,11 +368,12 @@ class CrfRnn(nn.Module):
         self, q: Tensor, spatial: SpatialGaussianKernel, bilateral: BilateralKernel
     ) -> Tensor:
         """Pairwise term ``mu @ (W_s @ K~_s Q + W_b @ K~_b Q)`` for ``(K, *spatial)`` Q."""
-        combined = torch.einsum("kl,l...->k...", self.spatial_weights, _message(spatial, q))
-        combined = combined + torch.einsum(
-            "kl,l...->k...", self.bilateral_weights, _message(bilateral, q)
-        )
-        return torch.einsum("kl,l...->k...", self.compatibility, combined)
+        # One (K x 2K) @ (2K x N) product: [mu W_s, mu W_b] @ [K~_s Q; K~_b Q].
+        mu = self.compatibility
+        weights = torch.cat([mu @ self.spatial_weights, mu @ self.bilateral_weights], 1)
+        weights = weights.to(q.dtype)
+        messages = torch.cat([_message(spatial, q), _message(bilateral, q)], 0)
+        return (weights @ messages.reshape(messages.shape[0], -1)).view(q.shape)
 
 
 def _message(kernel: SpatialGaussianKernel | BilateralKernel, q: Tensor) -> Tensor:
