@@ -40,7 +40,7 @@ from napari_fcnseg.model.default import resolve_model_path
 from napari_fcnseg.training import egg_recipe
 from napari_fcnseg.training.samples import TrainingSample
 from napari_fcnseg.training.synthetic_brightfield import make_brightfield_slice
-from napari_fcnseg.training.trainer import TrainConfig, fit
+from napari_fcnseg.training.trainer import TrainConfig, TrainResult, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work"
@@ -143,8 +143,8 @@ def _brightfield(seeds: range) -> list[TrainingSample]:
 
 def _finetune_curve(
     model, train: list[TrainingSample], test: list[TrainingSample], config: TrainConfig
-) -> tuple[list[tuple[float, float]], float, float]:
-    """Fine-tune; return (seconds, test IoU) at every validation, final IoU and seconds."""
+) -> tuple[list[tuple[float, float]], TrainResult, float]:
+    """Fine-tune; return (seconds, test IoU) at every validation, the result and seconds."""
     snapshots = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -166,13 +166,18 @@ def _finetune_curve(
         seconds = time.perf_counter() - start
         curve = [(0.0, _mean_iou(model, test))]
         curve += [(t, _mean_iou(load_model(p), test)) for t, p in snapshots]
-    return curve, _mean_iou(result.model, test), seconds
+    return curve, result, seconds
 
 
-def _mean_iou(model, samples: list[TrainingSample]) -> float:
-    return float(
-        np.mean([_iou(_probabilities(model, s.image).argmax(0) > 0, s.labels > 0) for s in samples])
-    )
+def _mean_iou(model, samples: list[TrainingSample], crf: bool = False) -> float:
+    """Mean foreground IoU of ``model`` on ``samples``, refined with the CRF when asked."""
+    scores = []
+    for s in samples:
+        probs = _probabilities(model, s.image)
+        if crf:
+            probs = refine_with_crf(s.image, probs, device=DEVICE)
+        scores.append(_iou(probs.argmax(0) > 0, s.labels > 0))
+    return float(np.mean(scores))
 
 
 def _simulated_corrections(model, samples: list[TrainingSample]) -> list[TrainingSample]:
@@ -212,11 +217,13 @@ def finetune(budget: float) -> None:
         channel_permutation=False,
         schedule="cosine",
     )
-    whole, whole_iou, whole_s = _finetune_curve(default, train, test, config)
+    whole, whole_result, whole_s = _finetune_curve(default, train, test, config)
+    whole_iou = _mean_iou(whole_result.model, test)
     corrected = _simulated_corrections(default, train)
     fraction = np.mean([c.corrected.mean() for c in corrected])
     config_c = TrainConfig(**{**config.__dict__, "corrected_only": True})
-    part, part_iou, part_s = _finetune_curve(default, corrected, test, config_c)
+    part, part_result, part_s = _finetune_curve(default, corrected, test, config_c)
+    part_iou = _mean_iou(part_result.model, test)
 
     print(
         "\nFine-tuning the bundled model on 3 synthetic bright-field images "

