@@ -58,6 +58,9 @@ def test_settings_follow_the_form(train_dock):
     finetune.steps.value, finetune.learning_rate.value = 40, 2e-3
     config = finetune.config()
     assert config.max_steps == 40 and config.learning_rate == 2e-3
+    assert (config.crop, config.batch_size) == (256, 4)
+    finetune.crop.value, finetune.batch.value = 96, 8
+    assert (finetune.config().crop, finetune.config().batch_size) == (96, 8)
     assert config.channel_permutation is False and not config.corrected_only
     finetune.shuffle_channels.value = finetune.corrected_only.value = True
     config = finetune.config()

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from napari_fcnseg.training import augment as aug
 from napari_fcnseg.training.samples import IGNORE_LABEL, PreparedSample
@@ -19,12 +20,45 @@ def test_flip_rotate_keeps_alignment(rng):
         np.testing.assert_array_equal(tgt, img[0] > 0.5)
 
 
-def test_elastic_keeps_alignment(rng):
+@pytest.mark.parametrize("deform", [aug.elastic_deform, aug.elastic_deform_scipy])
+def test_elastic_keeps_alignment(rng, deform):
     image, target = _aligned(rng, 64)
-    img, tgt = aug.elastic_deform(image, target, rng, sigma=10)
+    img, tgt = deform(image, target, rng, sigma=10)
+    assert img.dtype == np.float32 and tgt.dtype == target.dtype and img.shape == image.shape
     assert not np.array_equal(tgt, target)  # it did deform
     agree = (tgt == (img[0] > 0.5)).mean()
     assert agree > 0.97  # linear vs nearest interpolation only differ at the boundary
+
+
+def test_torch_and_scipy_elastic_draw_the_same_deformation(rng):
+    """Same random draws, same displacement field up to interpolation details."""
+    image, target = _aligned(rng, 96)
+    fast = aug.elastic_deform(image, target, np.random.default_rng(5))
+    slow = aug.elastic_deform_scipy(image, target, np.random.default_rng(5))
+    assert np.abs(fast[0] - slow[0]).mean() < 0.02
+    assert (fast[1] == slow[1]).mean() > 0.97
+
+
+def test_legacy_elastic_reaches_the_scipy_path(rng, monkeypatch):
+    calls = []
+    original = aug.elastic_deform_scipy
+    monkeypatch.setattr(
+        aug, "elastic_deform_scipy", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    image, target = _aligned(rng)
+    sample = PreparedSample(image, target, "s")
+    aug.sample_batch([sample], 4, 32, rng, legacy_elastic=False)
+    assert not calls
+    aug.sample_batch([sample], 16, 32, rng, legacy_elastic=True)
+    assert calls  # half of the crops are deformed
+
+
+def test_the_bundled_models_recipe_keeps_its_original_settings():
+    from napari_fcnseg.training.egg_recipe import finetune_config, pretrain_config
+
+    for config in (pretrain_config(), finetune_config()):
+        assert config.legacy_elastic and not config.recalibrate_batchnorm
+        assert config.precision == "float32" and not config.channels_last
 
 
 def test_crop_pads_small_images_with_ignore(rng):

@@ -74,6 +74,7 @@ def crf_phase(
             run.rng,
             augment=config.augment,
             channel_permutation=permute,
+            legacy_elastic=config.legacy_elastic,
             network_channels=channels,
         )
         x_t = torch.from_numpy(x).to(run.device)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 from .samples import IGNORE_LABEL, PreparedSample
 
@@ -90,6 +91,32 @@ def elastic_deform(
     return warped[0].numpy(), labels[0, 0].numpy().astype(target.dtype)
 
 
+def elastic_deform_scipy(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sigma: float = 10.0,
+    grid: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`elastic_deform` as first written, with ``scipy.ndimage`` (about 10x slower).
+
+    Kept because the bundled model was trained with it: its recipe
+    (:mod:`.egg_recipe`, ``TrainConfig.legacy_elastic``) must reproduce it.
+    """
+    _, h, w = image.shape
+    coarse = rng.normal(0.0, sigma, size=(2, grid, grid))
+    dy = ndi.zoom(coarse[0], (h / grid, w / grid), order=3, mode="nearest")[:h, :w]
+    dx = ndi.zoom(coarse[1], (h / grid, w / grid), order=3, mode="nearest")[:h, :w]
+    yy, xx = np.meshgrid(
+        np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij"
+    )
+    coords = np.stack([yy + dy, xx + dx])
+    warped = np.stack([ndi.map_coordinates(ch, coords, order=1, mode="reflect") for ch in image])
+    labels = ndi.map_coordinates(target, coords, order=0, mode="reflect")
+    return warped.astype(np.float32), labels.astype(target.dtype)
+
+
 def jitter_intensity(
     image: np.ndarray,
     rng: np.random.Generator,
@@ -120,16 +147,19 @@ def augment_crop(
     elastic_probability: float = 0.5,
     channel_permutation: bool = True,
     network_channels: int | None = None,
+    legacy_elastic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flips/rotations, elastic deformation (sometimes), channel order and intensity jitter.
 
     With ``network_channels`` set, the image holds that many network channels followed by
     extra channels (e.g. the CRF's view of the image): geometric transforms apply to all,
-    channel permutation and intensity jitter to the network channels only.
+    channel permutation and intensity jitter to the network channels only. ``legacy_elastic``
+    uses :func:`elastic_deform_scipy`.
     """
     image, target = flip_rotate(image, target, rng)
     if rng.random() < elastic_probability:
-        image, target = elastic_deform(image, target, rng)
+        deform = elastic_deform_scipy if legacy_elastic else elastic_deform
+        image, target = deform(image, target, rng)
     c = image.shape[0] if network_channels is None else network_channels
     network, extra = image[:c], image[c:]
     if channel_permutation and c > 1:
@@ -146,6 +176,7 @@ def sample_batch(
     augment: bool = True,
     channel_permutation: bool = True,
     network_channels: int | None = None,
+    legacy_elastic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a batch of crops, from samples picked in proportion to their annotated pixels.
 
@@ -163,6 +194,7 @@ def sample_batch(
                 rng,
                 channel_permutation=channel_permutation,
                 network_channels=network_channels,
+                legacy_elastic=legacy_elastic,
             )
         images.append(img)
         targets.append(tgt)

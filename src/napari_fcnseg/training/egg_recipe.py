@@ -88,12 +88,13 @@ def _stage_config(steps: int, learning_rate: float, seed: int, device: str) -> T
         patience=100,
         seed=seed,
         device=device,
-        # The bundled model was trained before BatchNorm re-estimation, bfloat16 and the
-        # channels-last layout existed; they stay off so that scripts/train_default_model.py
-        # reproduces it.
+        # The bundled model was trained before BatchNorm re-estimation, bfloat16, the
+        # channels-last layout and torch-resampled elastic deformation existed; they stay off
+        # so that scripts/train_default_model.py reproduces it.
         recalibrate_batchnorm=False,
         precision="float32",
         channels_last=False,
+        legacy_elastic=True,
     )
 
 

@@ -51,8 +51,9 @@ class TrainConfig:
     to 5% of ``learning_rate`` at the first of the step limit and the time budget).
     ``recalibrate_batchnorm`` re-estimates BatchNorm
     statistics on un-augmented training crops before every validation (see
-    :mod:`._batchnorm`). ``crf_*`` settings apply to the joint U-Net + CRF
-    phase run after the U-Net phase when ``train_crf`` is set.
+    :mod:`._batchnorm`). ``legacy_elastic`` resamples elastic deformations with SciPy as the
+    bundled model's recipe did (10x slower, same distribution). ``crf_*`` settings apply to
+    the joint U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
     """
 
     epochs: int | None = None
@@ -73,6 +74,7 @@ class TrainConfig:
     channels_last: bool = True
     schedule: str = "constant"
     recalibrate_batchnorm: bool = True
+    legacy_elastic: bool = False
     train_crf: bool = False
     channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
     validation_tile: int = 1024
@@ -332,6 +334,7 @@ def _unet_phase(
             run.rng,
             augment=config.augment,
             channel_permutation=permute,
+            legacy_elastic=config.legacy_elastic,
         )
         optimizer.zero_grad(set_to_none=True)
         inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=layout)
