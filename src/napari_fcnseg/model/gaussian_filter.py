@@ -74,6 +74,7 @@ class _FourierPlan:
     ) -> None:
         nd = len(shape)
         self.shape = shape
+        device = torch.device(device)
         axes = [a for a, s in enumerate(sigmas) if s >= MIN_SIGMA]
         self.dims = [1 + a for a in axes]
         self.sizes: list[int] = []

@@ -84,10 +84,11 @@ def elastic_deform(
     xs = torch.arange(w, dtype=torch.float32).view(1, w) + shift[1]
     # grid_sample wants (x, y) in [-1, 1], corners at the outer pixel centres.
     where = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], -1)[None]
-    sample = {"padding_mode": "reflection", "align_corners": True}
-    warped = F.grid_sample(torch.from_numpy(image)[None], where, mode="bilinear", **sample)
     source = torch.from_numpy(target.astype(np.float32))[None, None]
-    labels = F.grid_sample(source, where, mode="nearest", **sample)
+    warped, labels = (
+        F.grid_sample(x, where, mode=mode, padding_mode="reflection", align_corners=True)
+        for x, mode in ((torch.from_numpy(image)[None], "bilinear"), (source, "nearest"))
+    )
     return warped[0].numpy(), labels[0, 0].numpy().astype(target.dtype)
 
 
