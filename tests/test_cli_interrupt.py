@@ -16,7 +16,9 @@ import tifffile
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupting_predict_leaves_no_partial_output(tmp_path, tiny_model_file, signum):
     stack = tmp_path / "stack.tif"
-    data = (np.random.default_rng(0).random((200, 64, 64)) * 255).astype(np.uint8)
+    # Enough slices to take many seconds: the signal must arrive mid-job even on a fast or
+    # lightly loaded machine (with 200 slices the job once finished before the signal did).
+    data = (np.random.default_rng(0).random((2000, 64, 64)) * 255).astype(np.uint8)
     tifffile.imwrite(stack, data, imagej=True, metadata={"axes": "ZYX"})
     out = tmp_path / "out"
     out.mkdir()
