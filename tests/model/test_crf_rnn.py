@@ -6,6 +6,7 @@ import itertools
 import json
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -236,6 +237,26 @@ def test_scale_intensities_maps_percentiles_to_0_255() -> None:
     assert float(y[1].abs().max()) == 0
     as_int = scale_intensities((x[:1] * 10).round().to(torch.int32))
     assert torch.allclose(as_int, y[:1], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [(np.uint8, 0, 256), (np.int8, -128, 128), (np.int16, -900, 3000), (np.uint16, 0, 65536),
+     (np.int32, -5, 70000), (np.uint32, 0, 2**32)],
+)  # fmt: skip
+def test_integer_images_get_exact_percentiles(dtype, low, high) -> None:
+    """The histogram path gives torch.quantile's percentiles, exactly."""
+    from napari_fcnseg.model.crf_rnn import scale_channels_last
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(low, high, (61, 47, 2), dtype=np.int64).astype(dtype)
+    image[0, 0] = [low, high - 1]  # the extremes, so the range is the whole type's
+    scaled = scale_channels_last(image, 2)
+    reference = scale_intensities(torch.from_numpy(np.moveaxis(image, -1, 0).astype(np.float64)))
+    assert scaled.dtype == torch.float32 and scaled.shape == (2, 61, 47)
+    torch.testing.assert_close(scaled, reference.float(), atol=1e-3, rtol=0)
+    flat = scale_channels_last(np.full((5, 5), 9, dtype), 2)  # one value: 0, as for floats
+    assert float(flat.abs().max()) == 0
 
 
 def test_auto_downsample() -> None:

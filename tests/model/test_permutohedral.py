@@ -191,3 +191,13 @@ def test_lattice_same_on_cuda(crop: torch.Tensor) -> None:
     cpu = PermutohedralLattice(features).filter(values)
     gpu = PermutohedralLattice(features.cuda()).filter(values.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-4)
+
+
+def test_descending_rank_is_a_stable_sort_with_ties() -> None:
+    from napari_fcnseg.model.permutohedral import _descending_rank
+
+    x = torch.randint(0, 3, (500, 6)).float()  # many ties
+    order = torch.sort(-x, dim=1, stable=True).indices
+    expected = torch.empty_like(order)
+    expected.scatter_(1, order, torch.arange(6).expand_as(order).contiguous())
+    assert torch.equal(_descending_rank(x), expected)
