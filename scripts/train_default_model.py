@@ -3,9 +3,9 @@
     python scripts/train_default_model.py [--data ../shared/data/drosophila_ovary] [--overwrite]
 
 Runs the recipe in ``napari_fcnseg.training.egg_recipe`` (synthetic pretraining, then synthetic
-plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU, so
-re-running it reproduces the model. Writes
-``src/napari_fcnseg/models/egg_chambers.safetensors``.
+plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU.
+Writes ``src/napari_fcnseg/models/egg_chambers.safetensors``. A re-run with the current code
+gives different weights from the shipped file (README, "The bundled model").
 """
 
 from __future__ import annotations

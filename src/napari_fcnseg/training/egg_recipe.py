@@ -90,7 +90,7 @@ def _stage_config(steps: int, learning_rate: float, seed: int, device: str) -> T
         device=device,
         # The bundled model was trained before BatchNorm re-estimation, bfloat16, the
         # channels-last layout and torch-resampled elastic deformation existed; they stay off
-        # so that scripts/train_default_model.py reproduces it.
+        # to stay as close as possible to how it was trained (a re-run still differs: README).
         recalibrate_batchnorm=False,
         precision="float32",
         channels_last=False,
