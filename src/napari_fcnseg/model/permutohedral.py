@@ -48,6 +48,11 @@ class PermutohedralLattice:
         N, the number of points.
     num_vertices
         M, the number of lattice vertices the points touch.
+    weights
+        ``(N, d+1)`` barycentric weights of every point in its simplex (splat and slice).
+    scale
+        Normalisation constant of Adams et al. applied when slicing (the filter of a constant
+        is then about constant).
     """
 
     def __init__(self, features: Tensor, max_packed_bits: int = MAX_PACKED_BITS) -> None:
@@ -60,10 +65,10 @@ class PermutohedralLattice:
         with torch.no_grad():
             elevated = _elevate(features.detach())
             rem0, rank = _enclosing_simplex(elevated)
-            self._weights = _barycentric(elevated, rem0, rank).to(features.dtype)
+            self.weights = _barycentric(elevated, rem0, rank).to(features.dtype)
             self._build_vertices(rem0, rank, max_packed_bits)
         # Normalisation constant of Adams et al. (the filter of a constant is then ~constant).
-        self._alpha = 1.0 / (1.0 + 2.0 ** (-d))
+        self.scale = 1.0 / (1.0 + 2.0 ** (-d))
 
     # ----------------------------------------------------------------------------------- build
     def _build_vertices(self, rem0: Tensor, rank: Tensor, max_packed_bits: int) -> None:
@@ -132,8 +137,8 @@ class PermutohedralLattice:
         """
         if values.ndim != 2 or values.shape[0] != self.num_points:
             raise ValueError(f"values must be ({self.num_points}, C), got {tuple(values.shape)}")
-        weights = self._weights.to(values.dtype)
-        return self.slice(self.blur(self.splat(values, weights)), weights * self._alpha)
+        weights = self.weights.to(values.dtype)
+        return self.slice(self.blur(self.splat(values, weights)), weights * self.scale)
 
     def splat(self, values: Tensor, weights: Tensor | None = None) -> Tensor:
         """Spread point values onto the lattice vertices: ``(N, C)`` -> ``(M + 1, C)``.
@@ -142,7 +147,7 @@ class PermutohedralLattice:
         per-point factor into them. The last row is an always-zero vertex that stands for "no
         neighbour".
         """
-        w = self._weights.to(values.dtype) if weights is None else weights
+        w = self.weights.to(values.dtype) if weights is None else weights
         c = values.shape[1]
         src = (w.unsqueeze(-1) * values.unsqueeze(1)).reshape(-1, c)
         out = values.new_zeros(self.num_vertices + 1, c)
@@ -164,7 +169,7 @@ class PermutohedralLattice:
         ``(N, d+1)``, as in :meth:`splat`.
         """
         if weights is None:
-            weights = self._weights.to(lattice_values.dtype) * self._alpha
+            weights = self.weights.to(lattice_values.dtype) * self.scale
         gathered = lattice_values.index_select(0, self._offsets.reshape(-1))
         gathered = gathered.view(self.num_points, self.dim + 1, -1)
         return (gathered * weights.unsqueeze(-1)).sum(1)
@@ -179,8 +184,8 @@ class BilateralKernel:
     With ``downsample`` > 1 the lattice is built on block averages of the image (blocks of
     ``downsample`` pixels per axis) and the filtered values are brought back to the pixels by
     joint bilateral upsampling (the nearest blocks, weighted by distance and by intensity
-    similarity to the pixel). The spatial bandwidth of this kernel is large (80 px), so blocks of
-    a few pixels change the result little while the lattice gets that many times fewer points;
+    similarity to the pixel). The spatial bandwidth of this kernel is large (20-80 px), so blocks
+    of a few pixels change the result little while the lattice gets that many times fewer points;
     the benchmark and the tests measure the label agreement with pydensecrf.
 
     Parameters
@@ -223,9 +228,9 @@ class BilateralKernel:
         ones = image.new_ones(self.lattice.num_points, 1)
         norm = self.lattice.filter(ones).clamp_min(1e-20).rsqrt()  # D^-1/2, (N, 1)
         # The normalisation folded into the splat and slice weights saves two passes per call.
-        weights = self.lattice._weights
+        weights = self.lattice.weights
         self._splat_weights = weights * norm
-        self._slice_weights = weights * (norm * self.lattice._alpha)
+        self._slice_weights = weights * (norm * self.lattice.scale)
         # K~ 1, used to get the last label's message without filtering it (sum of Q is 1).
         self.filtered_ones = self.apply(image.new_ones((1, *self.shape)))
 
