@@ -1,11 +1,14 @@
 """Train the bundled default egg-chamber model and write its model card.
 
     python scripts/train_default_model.py [--data ../shared/data/drosophila_ovary] [--overwrite]
+    python scripts/train_default_model.py --out /tmp/again.safetensors --compare default
 
 Runs the recipe in ``napari_fcnseg.training.egg_recipe`` (synthetic pretraining, then synthetic
 plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU.
-Writes ``src/napari_fcnseg/models/egg_chambers.safetensors``. A re-run with the current code
-gives different weights from the shipped file (README, "The bundled model").
+Writes ``src/napari_fcnseg/models/egg_chambers.safetensors``. ``--compare MODEL`` checks the
+new weights tensor by tensor against a model file (``default``: the shipped one) and exits with
+status 1 when they differ. Weights repeat exactly with the same torch version, processor type
+and thread count; elsewhere floating-point rounding may differ (README, "The bundled model").
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from napari_fcnseg.core.progress import Progress
-from napari_fcnseg.model.checkpoint import save_model
-from napari_fcnseg.training.egg_recipe import real_egg_samples, train_egg_chamber_model
+from napari_fcnseg.model.checkpoint import SegmentationModel, load_model, save_model
+from napari_fcnseg.model.default import resolve_model_path
+from napari_fcnseg.training.egg_recipe import (
+    pretrain_egg_chamber_model,
+    real_egg_samples,
+    train_egg_chamber_model,
+)
+from napari_fcnseg.training.trainer import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "napari_fcnseg" / "models" / "egg_chambers.safetensors"
@@ -33,6 +43,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--stage1",
+        type=Path,
+        metavar="PATH",
+        help="also write the synthetic-only stage there (bench_quality.py --part eggs reads "
+        "benchmarks/_work/pretrained_seed0.safetensors)",
+    )
+    parser.add_argument(
+        "--compare", metavar="MODEL", help="model file (or 'default') the new weights must equal"
+    )
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True, warn_only=True)
     if not args.data.is_dir():
@@ -43,21 +63,15 @@ def main() -> int:
         return 2
     real = real_egg_samples(args.data)
     start = time.perf_counter()
-    job = train_egg_chamber_model(real, seed=args.seed, device="cpu")
-    with tqdm(desc="training", unit="step", file=sys.stderr) as bar:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if isinstance(event, Progress):
-                bar.total = event.total
-                bar.n = event.step
-                iou = event.info.get("val_iou")
-                bar.set_postfix(
-                    stage=event.info.get("phase"), loss=event.info.get("loss"), val_iou=iou
-                )
+    # The two stages one after the other (what train_egg_chamber_model(real) runs in one call),
+    # so that the synthetic-only stage can be kept for benchmarks/bench_quality.py.
+    stage1 = _run("synthetic only", pretrain_egg_chamber_model(seed=args.seed, device="cpu"))
+    if args.stage1:
+        save_model(stage1.model, args.stage1, overwrite=True)
+    result = _run(
+        "synthetic + real",
+        train_egg_chamber_model(real, seed=args.seed, device="cpu", pretrained=stage1.model),
+    )
     model = result.model
     model.info.provenance.update(
         {
@@ -77,7 +91,40 @@ def main() -> int:
         f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB), validation IoU on synthetic "
         f"slices {result.best_val_iou:.3f}, {time.perf_counter() - start:.0f} s"
     )
-    return 0
+    return _compare(model, args.compare) if args.compare else 0
+
+
+def _run(stage: str, job: Generator[Progress, None, TrainResult]) -> TrainResult:
+    """Run one stage with a progress bar on stderr."""
+    with tqdm(desc=stage, unit="step", file=sys.stderr) as bar:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            bar.total = event.total
+            bar.n = event.step
+            info = event.info
+            bar.set_postfix(stage=info.get("phase"), loss=info.get("loss"), val=info.get("val_iou"))
+
+
+def _compare(model: SegmentationModel, other: str) -> int:
+    """Print how the new weights differ from ``other``'s; 0 when every tensor is equal."""
+    theirs = load_model(resolve_model_path(other)).state_dict()
+    ours = model.state_dict()
+    if ours.keys() != theirs.keys():
+        print(f"{other}: a different network (tensor names differ)")
+        return 1
+    differing = [k for k in ours if not torch.equal(ours[k], theirs[k])]
+    if not differing:
+        print(f"identical to {other}: all {len(ours)} tensors equal")
+        return 0
+    largest = max(float((ours[k].double() - theirs[k].double()).abs().max()) for k in differing)
+    print(
+        f"differs from {other}: {len(differing)} of {len(ours)} tensors, "
+        f"largest difference {largest:.3g}"
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -131,6 +131,15 @@ def test_train_new_model_then_fine_tune(filled_set, tmp_path, capsys):
         == 0
     )
     assert load_model(tuned).info.provenance["parent"] == str(out)
+    assert load_model(tuned).info.scale == 1.0
+    halved = tmp_path / "halved.safetensors"
+    args = ("--out", halved, "--init", out, "--scale", "0.5", *common)
+    assert fcnseg("train", "--data", filled_set, *args) == 0
+    capsys.readouterr()
+    assert load_model(halved).info.scale == 0.5
+    with pytest.raises(SystemExit):
+        fcnseg("train", "--data", filled_set, "--out", tmp_path / "x", "--scale", "9")
+    assert "outside 0.1-4" in capsys.readouterr().err
     assert (tmp_path / "ck" / "best.safetensors").is_file()
     manifest = json.loads((filled_set / MANIFEST).read_text())
     assert len(manifest["items"]) == 3

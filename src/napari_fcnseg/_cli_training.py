@@ -68,6 +68,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="training crop side in pixels (default 256)",
     )
     train.add_argument(
+        "--scale",
+        type=_scale,
+        metavar="F",
+        help="resize images by F before the network, in training and in every later "
+        "prediction with the model (0.5 for objects large in pixels: 4x the context, 4x "
+        "faster; default: the --init model's scale, else 1)",
+    )
+    train.add_argument(
         "--lr",
         type=_positive_float,
         default=1e-3,
@@ -211,6 +219,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         train_crf=args.crf,
+        scale=args.scale,
     )
     log.info(
         "training on %d image(s), validating on %d, from %s",
@@ -328,6 +337,15 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _scale(text: str) -> float:
+    from .core.rescale import check_scale
+
+    try:
+        return check_scale(_positive_float(text))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:

@@ -61,6 +61,10 @@ def test_settings_follow_the_form(train_dock):
     assert (config.crop, config.batch_size) == (256, 4)
     finetune.crop.value, finetune.batch.value = 96, 8
     assert (finetune.config().crop, finetune.config().batch_size) == (96, 8)
+    assert config.scale is None  # "model's own": the fine-tuned model keeps its scale
+    assert finetune.scale.native.text() == "model's own"
+    finetune.scale.value = 0.5
+    assert finetune.config().scale == 0.5
     assert config.channel_permutation is False and not config.corrected_only
     finetune.shuffle_channels.value = finetune.corrected_only.value = True
     config = finetune.config()

@@ -115,3 +115,30 @@ def test_header_length_starting_like_a_pickle_is_still_safetensors(tmp_path, tin
     else:
         pytest.fail("no header length starting with 0x80 was produced")
     assert load_model(path).info.provenance["pad"] == "x" * pad
+
+
+def _stored_metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()[METADATA_KEY])
+
+
+def test_working_scale_round_trips_and_scale_1_files_stay_format_1(tmp_path, tiny_model):
+    plain = save_model(tiny_model, tmp_path / "plain.safetensors")
+    stored = _stored_metadata(plain)
+    assert stored["format_version"] == 1 and "scale" not in stored  # older readers can read it
+    assert load_model(plain).info.scale == 1.0
+    tiny_model.info.scale = 0.5
+    scaled = save_model(tiny_model, tmp_path / "scaled.safetensors")
+    stored = _stored_metadata(scaled)
+    assert stored["format_version"] == FORMAT_VERSION == 2 and stored["scale"] == 0.5
+    assert load_model(scaled).info.scale == 0.5
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1e9, "half"])
+def test_unusable_scale_in_a_file_is_refused(tmp_path, tiny_model, bad):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    _rewrite_metadata(path, lambda info: info.update(scale=bad, format_version=2))
+    with pytest.raises(ModelFileError, match=r"m\.safetensors.*scale"):
+        load_model(path)

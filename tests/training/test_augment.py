@@ -53,14 +53,6 @@ def test_legacy_elastic_reaches_the_scipy_path(rng, monkeypatch):
     assert calls  # half of the crops are deformed
 
 
-def test_the_bundled_models_recipe_keeps_its_original_settings():
-    from napari_fcnseg.training.egg_recipe import finetune_config, pretrain_config
-
-    for config in (pretrain_config(), finetune_config()):
-        assert config.legacy_elastic and not config.recalibrate_batchnorm
-        assert config.precision == "float32" and not config.channels_last
-
-
 def test_crop_pads_small_images_with_ignore(rng):
     image, target = _aligned(rng, 20)
     img, tgt = aug.random_crop(image, target, 32, rng)

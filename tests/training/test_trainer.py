@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_fcnseg.core.device import training_precision
+from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.model.checkpoint import load_model
@@ -207,3 +208,39 @@ def test_cosine_schedule(small, toy_train):
     assert result.steps == 8 and result.model.info.provenance["config"]["schedule"] == "cosine"
     with pytest.raises(InputError, match="unknown schedule"):
         TrainConfig(schedule="step").check()
+
+
+def test_training_at_a_working_scale(toy_train, toy_val, monkeypatch):
+    from napari_fcnseg.training import trainer
+
+    shapes = []
+    original = trainer.sample_batch
+
+    def recorded(*args, **kwargs):
+        x, y = original(*args, **kwargs)
+        shapes.append(x.shape[-2:])
+        return x, y
+
+    monkeypatch.setattr(trainer, "sample_batch", recorded)
+    config = TrainConfig(max_steps=40, validate_every=20, scale=0.5, **FAST)
+    result = run_to_completion(fit(small_model(), toy_train, toy_val, config))
+    assert set(shapes) == {(32, 32)}  # the 64 px images, halved: crops cannot be larger
+    assert result.model.info.scale == 0.5
+    assert result.best_val_iou is not None and result.best_val_iou > 0.5  # scored at full size
+    # The model predicts at its scale and answers at the image's size.
+    probs = run_to_completion(predict_probabilities(result.model, toy_val[0].image, device="cpu"))
+    assert probs.shape == (2, 64, 64)
+
+
+def test_fine_tuning_keeps_the_models_scale_unless_asked(toy_train):
+    model = small_model()
+    model.info.scale = 0.5
+    kept = run_to_completion(fit(model, toy_train, [], TrainConfig(max_steps=2, **FAST)))
+    assert kept.model.info.scale == 0.5
+    changed = TrainConfig(max_steps=2, scale=1.0, **FAST)
+    assert run_to_completion(fit(model, toy_train, [], changed)).model.info.scale == 1.0
+    assert model.info.scale == 0.5  # the caller's model is untouched
+    with pytest.raises(InputError, match="CRF training needs scale 1"):
+        next(fit(model, toy_train, [], TrainConfig(max_steps=2, train_crf=True, **FAST)))
+    with pytest.raises(InputError, match="scale"):
+        next(fit(model, toy_train, [], TrainConfig(max_steps=2, scale=0.0, **FAST)))

@@ -103,6 +103,14 @@ class FineTuneWidget(Container):
         # which are larger than 96 px.
         self.crop = SpinBox(label="crop (px)", min=32, max=1024, step=16, value=256)
         self.batch = SpinBox(label="batch", min=1, max=64, value=4)
+        # The working scale (README, "Working scale"); 0 shows "model's own": keep the scale of
+        # the model being fine-tuned.
+        self.scale = FloatSpinBox(label="scale", min=0.0, max=4.0, step=0.25, value=0.0)
+        self.scale.native.setSpecialValueText("model's own")
+        self.scale.tooltip = (
+            "resize images by this factor before the network (0.5: objects large in pixels; "
+            "4x the context and 4x faster); the fine-tuned model keeps it"
+        )
         self.corrected_only = CheckBox(text="learn only near corrected pixels", value=False)
         # Off by default: on a new imaging mode (synthetic H&E) shuffling cost 0.06 test IoU
         # (0.852 -> 0.793 after 300 steps, benchmarks/bench_quality.py settings).
@@ -127,6 +135,7 @@ class FineTuneWidget(Container):
                 self.learning_rate,
                 self.crop,
                 self.batch,
+                self.scale,
                 self.corrected_only,
                 self.shuffle_channels,
                 self.device,
@@ -137,7 +146,7 @@ class FineTuneWidget(Container):
             ]
         )
         self.plot = LossPlot()
-        self.native.layout().insertWidget(10, self.plot)
+        self.native.layout().insertWidget(11, self.plot)
         self.runner = JobRunner("Fine-tune", parent=self.native)
         connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.runner.running.connect(self._set_running)
@@ -253,6 +262,7 @@ class FineTuneWidget(Container):
             max_steps=steps,
             batch_size=int(self.batch.value),
             crop=int(self.crop.value),
+            scale=float(self.scale.value) or None,
             learning_rate=float(self.learning_rate.value),
             corrected_only=bool(self.corrected_only.value),
             channel_permutation=bool(self.shuffle_channels.value),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
+from .rescale import scaled_shape
 from .tiling import TileGrid
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class NetworkSize:
     base_features: int
     parameters: int
     multiple: int
+    scale: float = 1.0
 
     @classmethod
     def of(cls, model: SegmentationModel) -> NetworkSize:
@@ -116,6 +118,7 @@ class NetworkSize:
             base_features=int(arch.get("base_features", 16)),
             parameters=params,
             multiple=int(model.required_multiple),
+            scale=float(info.scale),
         )
 
 
@@ -149,11 +152,14 @@ def estimate_memory(
     """
     height, width = (int(s) for s in slice_shape)
     c, k = network.in_channels, network.num_classes
-    grid = TileGrid.plan(height, width, tile, overlap, network.multiple)
+    net_h, net_w = scaled_shape((height, width), network.scale)
+    grid = TileGrid.plan(net_h, net_w, tile, overlap, network.multiple)
     pad_h, pad_w = grid.padded_shape()
     pixels, padded = height * width, pad_h * pad_w
+    resized = 0 if network.scale == 1.0 else net_h * net_w * (c + k) * 4
     per_slice = (
         pixels * c * input_itemsize  # the slice as read
+        + resized  # the slice and its probabilities at the network's scale
         + 2 * pixels * c * 4  # float32 normalised (Y, X, C) and its (C, Y, X) copy
         + padded * c * 4  # reflect-padded copy
         + padded * (k + 1) * 4  # blended probabilities and weight sum

@@ -23,6 +23,7 @@ from .axes import Layout, infer_layout, to_zyxc
 from .device import resolve_device
 from .normalize import normalize_slice, percentile_bounds
 from .progress import Progress
+from .rescale import resize_channels, scaled_shape
 from .tiling import TileGrid
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ def predict_slices(
     """Predict class probabilities slice by slice.
 
     Yields :class:`Progress` after every batch of tiles and a :class:`SlicePrediction` when a
-    slice is complete. Closing the generator stops the work before the next batch.
+    slice is complete. Closing the generator stops the work before the next batch. A model with
+    a working scale other than 1 (``model.info.scale``) sees each slice resized by it; the
+    probabilities come back at the slice's own size (:mod:`.rescale`).
 
     Parameters
     ----------
@@ -109,7 +112,8 @@ def predict_slices(
     axes
         Names of the image's axes when they cannot be inferred.
     tile
-        Largest tile side in pixels; a CUDA out-of-memory error halves it and carries on.
+        Largest tile side in pixels (of the slice as the network sees it); a CUDA
+        out-of-memory error halves it and carries on.
     overlap
         Pixels shared by neighbouring tiles, blended with ramped weights.
     batch
@@ -138,7 +142,9 @@ def predict_slices(
     dev = resolve_device(device)
     model = model.to(dev).eval()
     multiple = model.required_multiple
-    grid = TileGrid.plan(height, width, tile, overlap, multiple)
+    # The network works at the model's scale: tiles are planned on the resized slice.
+    net_h, net_w = scaled_shape((height, width), model.info.scale)
+    grid = TileGrid.plan(net_h, net_w, tile, overlap, multiple)
     done = 0
     for position, z in enumerate(order):
         while True:
@@ -159,7 +165,7 @@ def predict_slices(
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 tile = max(grid.tile_h, grid.tile_w) // 2
-                grid = TileGrid.plan(height, width, tile, overlap, multiple)
+                grid = TileGrid.plan(net_h, net_w, tile, overlap, multiple)
                 message = f"{dev.type} out of memory: tile size halved to {tile} px, carrying on"
                 log.warning(message)
                 yield Progress(done, done + (len(order) - position) * len(grid), message)
@@ -181,7 +187,7 @@ def _predict_slice(
 ) -> Generator[Progress, None, np.ndarray]:
     slice_yxc = np.asarray(slice_yxc)
     check_pixels(slice_yxc, source)
-    chw = normalize_slice(slice_yxc, lo, hi)
+    chw = resize_channels(normalize_slice(slice_yxc, lo, hi), (grid.height, grid.width))
     pad_h, pad_w = grid.padded_shape()
     pad = ((0, 0), (0, pad_h - grid.height), (0, pad_w - grid.width))
     if pad_h > grid.height or pad_w > grid.width:
@@ -206,7 +212,8 @@ def _predict_slice(
             weight_sum[y : y + th, x : x + tw] += w
         step = done + start + len(chunk)
         yield Progress(step, total, f"{step}/{total} tiles")
-    return accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
+    probs = accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
+    return resize_channels(probs, slice_yxc.shape[:2])
 
 
 def predict_probabilities(

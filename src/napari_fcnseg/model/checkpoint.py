@@ -22,11 +22,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ModelFileError
+from ..core.rescale import check_scale
+from ..errors import InputError, ModelFileError
 from ..io.atomic import atomic_output
 from .unet import UNet
 
-FORMAT_VERSION = 1
+#: Newest model-file format written and read. Version 2 adds ``scale``; a model at scale 1 is
+#: still written as version 1, so that older napari-fcnseg releases keep reading it.
+FORMAT_VERSION = 2
+_FIRST_VERSION = 1
 METADATA_KEY = "napari_fcnseg"
 MODEL_SUFFIX = ".safetensors"
 
@@ -51,6 +55,9 @@ class ModelInfo:
         Free-form record of how the model was made (date, data, steps, parent model, version).
     crf
         Configuration of a trained CRF-as-RNN layer stored with the network, or ``None``.
+    scale
+        Factor images are resized by before the network (0.5: half size along Y and X); the
+        probabilities are resized back to the image's size (:mod:`..core.rescale`).
     format_version
         Version of this file layout.
     """
@@ -61,6 +68,7 @@ class ModelInfo:
     normalization: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
     provenance: dict[str, Any] = field(default_factory=dict)
     crf: dict[str, Any] | None = None
+    scale: float = 1.0
     format_version: int = FORMAT_VERSION
 
     @property
@@ -69,8 +77,14 @@ class ModelInfo:
         return len(self.class_names)
 
     def to_json(self) -> str:
-        """Serialise to JSON text."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Serialise to JSON text (format 1, without ``scale``, when the scale is 1)."""
+        raw = asdict(self)
+        if self.scale == 1.0:
+            del raw["scale"]
+            raw["format_version"] = _FIRST_VERSION
+        else:
+            raw["format_version"] = FORMAT_VERSION
+        return json.dumps(raw, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "model file") -> ModelInfo:
@@ -91,7 +105,13 @@ class ModelInfo:
         missing = {"class_names", "in_channels", "architecture"} - set(raw)
         if missing:
             raise ModelFileError(f"{source}: its metadata lacks {', '.join(sorted(missing))}")
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        info = cls(**{key: value for key, value in raw.items() if key in known})
+        try:
+            info.scale = check_scale(info.scale)
+        except InputError as exc:
+            raise ModelFileError(f"{source}: {exc}") from None
+        info.format_version = FORMAT_VERSION
+        return info
 
 
 class SegmentationModel(nn.Module):

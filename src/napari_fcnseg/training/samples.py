@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from ..core.normalize import normalize_slice, percentile_bounds
 from ..core.predict import prepare_image
+from ..core.rescale import resize_channels, resize_labels, scaled_shape
 from ..errors import InputError
 
 #: Label value of pixels nobody annotated; every loss ignores it.
@@ -148,6 +149,7 @@ def prepare_sample(
     *,
     corrected_only: bool = False,
     corrected_margin: int = 16,
+    scale: float = 1.0,
 ) -> PreparedSample:
     """Normalise a sample as inference does and compute its training target.
 
@@ -156,7 +158,9 @@ def prepare_sample(
     :func:`~napari_fcnseg.core.normalize.normalize_slice`, the same calls as
     :func:`~napari_fcnseg.core.predict.predict_probabilities` makes on a 2D image. With
     ``corrected_only`` the target keeps only corrected pixels and a ``corrected_margin`` px band
-    around them; a sample without a corrected mask counts as fully confirmed.
+    around them; a sample without a corrected mask counts as fully confirmed. A ``scale`` other
+    than 1 then resizes image and target as inference resizes slices for a model of that
+    working scale (:mod:`~napari_fcnseg.core.rescale`; the margin is in the image's pixels).
     """
     image = np.asarray(sample.image)
     stack = prepare_image(
@@ -169,6 +173,9 @@ def prepare_sample(
         target = np.where(
             corrected_region(sample.corrected, corrected_margin), target, IGNORE_LABEL
         )
+    if scale != 1.0:
+        shape = scaled_shape(target.shape, scale)
+        chw, target = resize_channels(chw, shape), resize_labels(target, shape)
     return PreparedSample(chw, target, sample.name)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from ..core.device import PRECISIONS, resolve_device, training_precision
 from ..core.progress import Progress
+from ..core.rescale import check_scale
 from ..errors import InputError
 from ..model.checkpoint import SegmentationModel, save_model
 from ._batchnorm import recalibrate_batchnorm
@@ -51,7 +52,9 @@ class TrainConfig:
     to 5% of ``learning_rate`` at the first of the step limit and the time budget).
     ``recalibrate_batchnorm`` re-estimates BatchNorm
     statistics on un-augmented training crops before every validation (see
-    :mod:`._batchnorm`). ``legacy_elastic`` resamples elastic deformations with SciPy as the
+    :mod:`._batchnorm`). ``scale`` sets the trained model's working scale (images resized by
+    it before the network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the
+    starting model's. ``legacy_elastic`` resamples elastic deformations with SciPy as the
     bundled model's recipe did (10x slower, same distribution). ``crf_*`` settings apply to
     the joint U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
     """
@@ -74,6 +77,7 @@ class TrainConfig:
     channels_last: bool = True
     schedule: str = "constant"
     recalibrate_batchnorm: bool = True
+    scale: float | None = None
     legacy_elastic: bool = False
     train_crf: bool = False
     channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
@@ -116,6 +120,8 @@ class TrainConfig:
             )
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.scale is not None:
+            check_scale(self.scale, "training setting scale")
         if self.corrected_margin < 0 or self.crf_steps < 0:
             raise InputError("corrected_margin and crf_steps must be >= 0")
 
@@ -238,22 +244,34 @@ def fit(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    scale = info.scale if config.scale is None else check_scale(config.scale)
+    if scale != 1.0 and config.train_crf and config.crf_steps > 0:
+        raise InputError(
+            f"joint U-Net + CRF training needs scale 1, not {scale:g} (the CRF refines the "
+            "image's own pixels); train without the CRF phase, or at scale 1"
+        )
 
-    def prepare(s: TrainingSample) -> PreparedSample:
+    def prepare(s: TrainingSample, at: float = 1.0) -> PreparedSample:
         return prepare_sample(
             s,
             info.in_channels,
             info.normalization,
             corrected_only=config.corrected_only,
             corrected_margin=config.corrected_margin,
+            scale=at,
         )
 
-    train_targets = [prepare(s) for s in train]
+    # The network trains at its working scale; validation predicts whole images as users do
+    # (resized by the model) and scores them against the targets at the image's own size.
+    train_targets = [prepare(s, scale) for s in train]
     if not any(t.valid_pixels for t in train_targets):
         raise InputError("the training images have no annotated (or corrected) pixels")
     on_train = not val
     val_samples = list(train) if on_train else list(val)
-    val_targets = train_targets if on_train else [prepare(s) for s in val]
+    if on_train and scale == 1.0:
+        val_targets = train_targets
+    else:
+        val_targets = [prepare(s) for s in val_samples]
     note = " (no validation images: validating on the training images)" if on_train else ""
     parent = {k: v for k, v in info.provenance.items() if k != "parent"}
     extra = {
@@ -276,6 +294,7 @@ def fit(
         extra,
         train_targets,
     )
+    run.net.info.scale = scale
     stopped_early = yield from _unet_phase(run, train_targets, note)
     if config.train_crf and config.crf_steps > 0:
         from ._crf_phase import crf_phase
