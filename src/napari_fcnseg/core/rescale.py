@@ -5,8 +5,9 @@ the pixels along Y and X). Inference resamples each normalised slice to that siz
 tiles, and resamples the class probabilities back to the slice's own size, so that labels, the
 CRF and everything downstream keep the image's pixels. Training resamples its images and
 targets the same way. At 0.5 the network sees 4x the context per pixel of compute: measured on
-synthetic bright-field glands (``benchmarks/bench_quality.py --part finetune``), a fine-tune at
-0.5 scored higher in the same number of steps than one at full size, and predicts 4x faster.
+synthetic bright-field glands on 2 CPU cores (``benchmarks/bench_quality.py --part finetune``),
+a 120 s fine-tune at 0.5 scored test IoU 0.954 against 0.945 at full size, and predicted a
+512x512 image in 0.05 s instead of 0.15 s.
 
 Resampling uses :func:`torch.nn.functional.interpolate` (bilinear, antialiased when shrinking);
 labels take the nearest pixel so no class (or the "not annotated" value) is invented.
