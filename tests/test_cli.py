@@ -294,3 +294,17 @@ def test_evaluate_against_labels_with_more_classes(tmp_path, rng, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert scores["images"][0]["class_iou"] is None
     assert 0 <= scores["images"][0]["iou"] <= 1
+
+
+def test_predict_with_a_model_at_half_scale(tmp_path, rgb_jpeg, tiff_stack):
+    from napari_fcnseg.model.checkpoint import save_model
+
+    model = make_tiny_model()
+    model.info.scale = 0.5
+    model_file = save_model(model, tmp_path / "half.safetensors")
+    out = tmp_path / "out"
+    args = ["predict", str(rgb_jpeg), str(tiff_stack), "--model", str(model_file)]
+    assert main([*args, "--device", "cpu", "--out", str(out), "--crf", "--tile", "32"]) == 0
+    # Labels (and the CRF) come back at the images' own size.
+    assert tifffile.imread(out / "scan_labels.tif").shape == (70, 90)
+    assert tifffile.imread(out / "stack_labels.tif").shape == (4, 50, 60)

@@ -28,13 +28,16 @@ def _all_labels(model, data, **kwargs):
     )
 
 
-def test_slices_predicted_apart_with_shared_bounds_equal_the_whole_run(rng):
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_slices_predicted_apart_with_shared_bounds_equal_the_whole_run(rng, scale):
     model = make_tiny_model(1)
+    model.info.scale = scale  # a model with a working scale answers at the stack's size too
     stack = (rng.random((4, 40, 50)) * 1000).astype(np.uint16)
     whole = _all_labels(model, stack)
     bounds = percentile_bounds(stack[..., None], model.info.normalization)
     parts = [_all_labels(model, stack, bounds=bounds, slices=[z])[0] for z in (3, 0, 2, 1)]
     np.testing.assert_array_equal(np.stack([parts[1], parts[3], parts[2], parts[0]]), whole)
+    assert whole.shape == (4, 40, 50)
 
 
 def test_crf_runs_per_slice(rng):
