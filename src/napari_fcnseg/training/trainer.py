@@ -244,7 +244,7 @@ def fit(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    scale = info.scale if config.scale is None else check_scale(config.scale)
+    scale = info.scale if config.scale is None else float(config.scale)  # checked above
     if scale != 1.0 and config.train_crf and config.crf_steps > 0:
         raise InputError(
             f"joint U-Net + CRF training needs scale 1, not {scale:g} (the CRF refines the "
