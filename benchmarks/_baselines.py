@@ -23,7 +23,7 @@ def otsu_mask(image: np.ndarray, closing_radius: int = 5) -> np.ndarray:
     return ndi.binary_fill_holes(mask)
 
 
-def _features(image: np.ndarray) -> np.ndarray:
+def features(image: np.ndarray) -> np.ndarray:
     image = image.astype(np.float32)
     image = (image - image.min()) / max(float(np.ptp(image)), 1e-6)
     return multiscale_basic_features(
@@ -44,21 +44,37 @@ class RandomForestBaseline:
         )
         self.train_seconds = 0.0
 
-    def fit(self, images: list[np.ndarray], masks: list[np.ndarray]) -> RandomForestBaseline:
+    def fit(
+        self,
+        images: list[np.ndarray],
+        masks: list[np.ndarray],
+        annotated: list[np.ndarray] | None = None,
+        features: list[np.ndarray] | None = None,
+    ) -> RandomForestBaseline:
+        """Train on ``masks`` (foreground), only where ``annotated`` (default: everywhere).
+
+        ``features`` may hold each image's :func:`features`, computed once by the caller.
+        """
         start = time.perf_counter()
         xs, ys = [], []
-        for image, mask in zip(images, masks):
-            feats = _features(image).reshape(-1, _features(image[:8, :8]).shape[-1])
+        for k, (image, mask) in enumerate(zip(images, masks)):
+            feats = features[k] if features is not None else features(image)
+            feats = feats.reshape(-1, feats.shape[-1])
             flat = mask.reshape(-1).astype(np.uint8)
-            pick = self.rng.choice(flat.size, min(self.samples_per_image, flat.size), replace=False)
+            where = (
+                np.arange(flat.size)
+                if annotated is None
+                else np.flatnonzero(np.asarray(annotated[k]).reshape(-1))
+            )
+            pick = self.rng.choice(where, min(self.samples_per_image, where.size), replace=False)
             xs.append(feats[pick])
             ys.append(flat[pick])
         self.forest.fit(np.concatenate(xs), np.concatenate(ys))
         self.train_seconds = time.perf_counter() - start
         return self
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        feats = _features(image)
+    def predict(self, image: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        feats = features(image) if features is None else features
         return (
             self.forest.predict(feats.reshape(-1, feats.shape[-1]))
             .reshape(image.shape[:2])

@@ -8,13 +8,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .core.device import DEVICE_CHOICES, PRECISIONS
 from .errors import InputError
-from .training.trainer import SCHEDULES
+from .training.finetune import FineTuneSettings
+from .training.trainer import SCHEDULES, TrainConfig
+
+if TYPE_CHECKING:
+    from .core.progress import Progress
+    from .model.checkpoint import SegmentationModel
+    from .training.samples import TrainingSample
 
 log = logging.getLogger("napari_fcnseg")
+T = TypeVar("T")
+R = TypeVar("R")
 
 COMMANDS = ("train", "add")
 
@@ -25,7 +35,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a new model or fine-tune one on an annotated set",
         description="Train on DIR (an annotated set, or images/ + labels/ folders). Uses the "
-        "set's val items for validation (the training images if it has none).",
+        "set's val items for validation (the training images if it has none). With --init, "
+        "fine-tunes with the same policy as the Fine-tune form: a time budget (60 s), blocks of "
+        "every slice held out for scoring, a replay of the model's own training data, and the "
+        "starting model as candidate zero: MODEL is the fine-tuned model only if it beat the "
+        "start on the held-out pixels.",
     )
     train.add_argument(
         "--data",
@@ -55,17 +69,24 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--max-steps", type=positive_int, metavar="N")
     train.add_argument(
-        "--max-seconds", type=_positive_float, metavar="S", help="time budget for the whole run"
+        "--max-seconds",
+        type=_positive_float,
+        metavar="S",
+        help=f"time budget for the whole run (with --init: default {_FT.max_seconds:g})",
     )
     train.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--batch", type=positive_int, default=8, metavar="N")
+    train.add_argument(
+        "--batch",
+        type=positive_int,
+        metavar="N",
+        help=f"crops per step (default {_NEW.batch_size}; with --init {_FT.batch_size})",
+    )
     train.add_argument(
         "--crop",
         type=positive_int,
-        default=256,
         metavar="N",
-        help="training crop side in pixels (default 256)",
+        help=f"training crop side in pixels (default {_NEW.crop}; with --init {_FT.crop})",
     )
     train.add_argument(
         "--scale",
@@ -78,16 +99,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--lr",
         type=_positive_float,
-        default=1e-3,
         metavar="RATE",
-        help="learning rate (default 1e-3)",
+        help=f"learning rate (default {_NEW.learning_rate:g}; with --init {_FT.learning_rate:g})",
     )
     train.add_argument("--loss", choices=("dice_ce", "balanced_ce"), default="dice_ce")
     train.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        default="constant",
-        help="learning rate: constant, or a half cosine down to 5%% by the end of the run",
+        help="learning rate: constant (default), or a half cosine down to 5%% by the end of "
+        "the run",
     )
     train.add_argument(
         "--precision",
@@ -96,7 +116,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="arithmetic of the U-Net's training steps (auto: bfloat16 where the CPU or GPU "
         "computes it natively, else float32)",
     )
-    train.add_argument("--validate-every", type=positive_int, default=25, metavar="STEPS")
+    train.add_argument(
+        "--validate-every",
+        type=positive_int,
+        default=25,
+        metavar="STEPS",
+        help="steps between validations (default 25; with --init the policy scores every "
+        f"{_FT.validate_seconds:g} s)",
+    )
     train.add_argument(
         "--patience",
         type=positive_int,
@@ -155,6 +182,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
 
 
+_NEW, _FT = TrainConfig(), FineTuneSettings()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``fcnseg train`` or ``fcnseg add``; return the exit status."""
     if args.command == "train":
@@ -165,14 +195,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .core.progress import Progress, run_to_completion
     from .io.atomic import check_writable
     from .model.checkpoint import MODEL_SUFFIX, SegmentationModel, save_model
     from .training.dataset import AnnotatedSet
     from .training.samples import sample_channels
-    from .training.trainer import TrainConfig, fit
+    from .training.trainer import fit
 
     out = (
         args.out
@@ -203,16 +230,18 @@ def _train(args: argparse.Namespace) -> int:
             model.info.class_names,
             annotated.class_names,
         )
+    if args.init is not None:
+        return _fine_tune(args, model, train, val, out, names)
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
         max_seconds=args.max_seconds,
-        batch_size=args.batch,
-        crop=args.crop,
-        learning_rate=args.lr,
+        batch_size=_given(args.batch, _NEW.batch_size),
+        crop=_given(args.crop, _NEW.crop),
+        learning_rate=_given(args.lr, _NEW.learning_rate),
         loss=args.loss,
         precision=args.precision,
-        schedule=args.schedule,
+        schedule=args.schedule or _NEW.schedule,
         corrected_only=args.corrected_only,
         validate_every=args.validate_every,
         patience=args.patience,
@@ -221,12 +250,7 @@ def _train(args: argparse.Namespace) -> int:
         train_crf=args.crf,
         scale=args.scale,
     )
-    log.info(
-        "training on %d image(s), validating on %d, from %s",
-        len(train),
-        len(val),
-        args.init or "a new U-Net",
-    )
+    log.info("training on %d image(s), validating on %d, from a new U-Net", len(train), len(val))
     job = fit(
         model,
         train,
@@ -235,6 +259,81 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoints,
         provenance={"data": str(args.data), **names},
     )
+    result = _run_with_bar(job)
+    save_model(result.model, out, overwrite=args.overwrite)
+    how = "stopped early" if result.stopped_early else "done"
+    log.info("%s after %d steps in %.0f s; wrote %s", how, result.steps, result.seconds, out)
+    iou = result.best_val_iou
+    print(f"validation IoU: {iou:.4f}" if iou is not None else "validation IoU: n/a")
+    return 0
+
+
+def _fine_tune(
+    args: argparse.Namespace,
+    model: SegmentationModel,
+    train: list[TrainingSample],
+    val: list[TrainingSample],
+    out: Path,
+    names: dict[str, str],
+) -> int:
+    """``fcnseg train --init``: one round of the core fine-tune policy."""
+    from .model.checkpoint import save_model
+    from .training.finetune import fine_tune
+
+    if args.epochs is not None or args.crf:
+        raise InputError(
+            "--epochs and --crf are for training a new model; fine-tuning (--init) runs for "
+            "--max-seconds (or --max-steps)"
+        )
+    budget = args.max_seconds if args.max_seconds or not args.max_steps else None
+    settings = FineTuneSettings(
+        max_seconds=budget or (None if args.max_steps else _FT.max_seconds),
+        max_steps=args.max_steps,
+        batch_size=_given(args.batch, _FT.batch_size),
+        crop=_given(args.crop, _FT.crop),
+        learning_rate=_given(args.lr, _FT.learning_rate),
+        schedule=args.schedule or _FT.schedule,
+        scale=args.scale,
+        corrected_only=args.corrected_only,
+        device=args.device,
+        precision=args.precision,
+        seed=args.seed,
+    )
+    log.info(
+        "fine-tuning %s on %d image(s) (+%d validation images) for at most %s",
+        args.init,
+        len(train),
+        len(val),
+        f"{settings.max_seconds:g} s" if settings.max_seconds else f"{settings.max_steps} steps",
+    )
+    job = fine_tune(
+        model,
+        train,
+        settings,
+        validation=val,
+        provenance={"data": str(args.data), **names},
+        checkpoint_dir=args.checkpoints,
+    )
+    outcome = _run_with_bar(job)
+    save_model(outcome.model, out, overwrite=args.overwrite)
+    log.info("%d steps in %.0f s; wrote %s", outcome.steps, outcome.seconds, out)
+    start = "n/a" if outcome.start_score is None else f"{outcome.start_score:.4f}"
+    new = "n/a" if outcome.new_score is None else f"{outcome.new_score:.4f}"
+    verdict = (
+        f"beat the start: {out} holds the fine-tuned model"
+        if outcome.improved
+        else f"did not beat the start: {out} holds the starting weights of {args.init}"
+    )
+    print(f"held-out IoU: fine-tuned {new}, start {start}: {verdict}")
+    return 0
+
+
+def _run_with_bar(job: Generator[Progress, None, R]) -> R:
+    """Run a training generator to the end with a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    from .core.progress import run_to_completion
+
     with tqdm(total=0, desc="train", unit="step", file=sys.stderr) as bar:
 
         def show(event: Progress) -> None:
@@ -249,13 +348,11 @@ def _train(args: argparse.Namespace) -> int:
             if event.info.get("phase") == "validate":
                 log.debug(event.message)
 
-        result = run_to_completion(job, show)
-    save_model(result.model, out, overwrite=args.overwrite)
-    how = "stopped early" if result.stopped_early else "done"
-    log.info("%s after %d steps in %.0f s; wrote %s", how, result.steps, result.seconds, out)
-    iou = result.best_val_iou
-    print(f"validation IoU: {iou:.4f}" if iou is not None else "validation IoU: n/a")
-    return 0
+        return run_to_completion(job, show)
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def _add(args: argparse.Namespace) -> int:

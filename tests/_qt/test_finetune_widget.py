@@ -4,7 +4,10 @@ import numpy as np
 
 from napari_fcnseg._qt.layers import layer_samples, record_of
 from napari_fcnseg._qt.shared import MODELS
+from napari_fcnseg.model.checkpoint import load_model
 from napari_fcnseg.model.store import ModelStore
+from napari_fcnseg.training.dataset import AnnotatedSet
+from napari_fcnseg.training.finetune import FineTuneSettings
 from tests._qt.conftest import disk_image, errors, run
 from tests.conftest import make_tiny_model
 
@@ -43,10 +46,20 @@ def test_finetune_on_a_correction_improves_the_model(
     assert finetune.layers.value == [labels]
     assert "changed" in finetune.edits.value
     finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
+    finetune.seconds.value = 600
     run(qtbot, finetune, timeout=120_000)
     store = ModelStore(MODELS.folder)
-    assert store.active == "v001" and finetune.active.value == "active model: v001"
+    assert store.active == "v001", finetune.outcome.value
+    assert finetune.active.value == "active model: v001"
     assert len(finetune.plot.loss) == 16 and finetune.plot.iou
+    assert finetune.plot.baseline is not None  # the start's held-out IoU: candidate zero
+    message = finetune.outcome.value
+    assert "v001: " in message and "on your held-out corrections, bad.safetensors had" in message
+    assert message.endswith("v001 is now active")
+    # The correction is remembered for later rounds, in the models folder.
+    assert [it.name for it in AnnotatedSet.open(MODELS.folder / "corrections").items] == [
+        "cells_slice_0"
+    ]
     assert segment.model.value == "v001"  # the Segment form now offers the new model
     run(qtbot, segment)
     after = _iou(viewer.layers["cells labels (2)"].data, truth)  # the edited layer was kept
@@ -55,20 +68,27 @@ def test_finetune_on_a_correction_improves_the_model(
 
 def test_settings_follow_the_form(train_dock):
     finetune = train_dock.finetune
-    finetune.steps.value, finetune.learning_rate.value = 40, 2e-3
-    config = finetune.config()
-    assert config.max_steps == 40 and config.learning_rate == 2e-3
-    assert (config.crop, config.batch_size) == (256, 4)
-    finetune.crop.value, finetune.batch.value = 96, 8
-    assert (finetune.config().crop, finetune.config().batch_size) == (96, 8)
-    assert config.scale is None  # "model's own": the fine-tuned model keeps its scale
+    policy = FineTuneSettings()
+    settings = finetune.settings()
+    # The form shows the core policy's defaults; the widget holds no policy of its own.
+    assert settings == FineTuneSettings(**{**policy.__dict__, "device": settings.device})
+    assert finetune.steps.native.specialValueText() == "no limit" and settings.max_steps is None
+    finetune.steps.value, finetune.learning_rate.value, finetune.seconds.value = 40, 2e-3, 30
+    settings = finetune.settings()
+    assert settings.max_steps == 40 and settings.learning_rate == 2e-3
+    assert settings.max_seconds == 30
+    finetune.crop.value, finetune.batch.value = 96, 4
+    assert (finetune.settings().crop, finetune.settings().batch_size) == (96, 4)
+    assert settings.scale is None  # "model's own": the fine-tuned model keeps its scale
     assert finetune.scale.native.text() == "model's own"
     finetune.scale.value = 0.5
-    assert finetune.config().scale == 0.5
-    assert config.channel_permutation is False and not config.corrected_only
-    finetune.shuffle_channels.value = finetune.corrected_only.value = True
-    config = finetune.config()
-    assert config.channel_permutation is True and config.corrected_only
+    assert finetune.settings().scale == 0.5
+    assert not settings.corrected_only
+    finetune.shuffle_channels.value = not policy.channel_permutation
+    finetune.corrected_only.value = True
+    settings = finetune.settings()
+    assert settings.channel_permutation is (not policy.channel_permutation)
+    assert settings.corrected_only
 
 
 def test_cancel_keeps_the_previous_model(qtbot, viewer, segment, train_dock):
@@ -93,6 +113,54 @@ def test_cancel_keeps_the_previous_model(qtbot, viewer, segment, train_dock):
         finetune.run_button.native.click()
         finetune.runner.worker.yielded.connect(cancel_soon)
     assert [v.version for v in store.versions()] == ["v001"] and store.active == "v001"
+    assert finetune.outcome.value == "cancelled: v001 kept"
+
+
+def test_a_round_that_cannot_beat_the_start_keeps_it_active(
+    qtbot, viewer, segment_trained, train_dock, trained_model_file, notifications
+):
+    store = ModelStore(MODELS.folder)
+    store.add(load_model(trained_model_file), "good")
+    MODELS.changed.emit()
+    segment_trained.model.value = "v001"
+    image, truth = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment_trained)
+    labels = viewer.layers["cells labels"]
+    labels.data = truth
+    finetune = train_dock.finetune
+    # A learning rate this high wrecks the weights: the round must not make them active.
+    finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 4, 1.0, "cpu"
+    run(qtbot, finetune, timeout=120_000)
+    assert [v.version for v in store.versions()] == ["v001", "v002"]
+    assert store.active == "v001" and finetune.active.value == "active model: v001"
+    message = finetune.outcome.value
+    assert message.startswith("v002: ") and "v001 had " in message
+    assert "v001 stays active (choose v002 under 'version' to use it anyway)" in message
+    assert message in [n.message for n in notifications]
+    finetune.version.value = "v002"  # the person may still choose it
+    finetune.use_button.native.click()
+    assert store.active == "v002"
+
+
+def test_edits_on_the_crf_layer_are_learnt_and_exported(
+    qtbot, viewer, segment_dock, segment_trained, train_dock
+):
+    image, truth = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment_trained)
+    crf = segment_dock.crf
+    crf.labels_layer.value = viewer.layers["cells labels"]
+    run(qtbot, crf)
+    refined = viewer.layers["cells labels CRF"]
+    finetune, export = train_dock.finetune, train_dock.export
+    assert finetune.layers.value == [viewer.layers["cells labels"]]
+    _paint_truth(refined, truth)  # the person corrects the layer they see
+    assert refined in finetune.layers.value
+    assert "cells labels CRF: changed" in finetune.edits.value
+    assert export.labels_layer.value is refined
+    [(_, sample)] = layer_samples(viewer, refined)
+    assert sample.corrected.any()
 
 
 def test_go_back_to_an_earlier_version(viewer, segment_dock, train_dock):

@@ -18,7 +18,7 @@ from napari_fcnseg.cli import main
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model import checkpoint
 from napari_fcnseg.model.checkpoint import load_model, save_model
-from napari_fcnseg.training import trainer
+from napari_fcnseg.training import finetune, trainer
 from napari_fcnseg.training.dataset import AnnotatedSet
 from napari_fcnseg.training.trainer import TrainConfig, fit
 
@@ -87,6 +87,7 @@ def test_interrupted_cli_training_keeps_the_previous_model(
 
     if when == "during training":
         monkeypatch.setattr(trainer, "fit", interrupted_fit)
+        monkeypatch.setattr(finetune, "fit", interrupted_fit)  # what fcnseg train --init runs
     checkpoints = tmp_path / "checkpoints"
     args = ["train", "--data", str(toy_set), "--init", str(previous), "--out", str(previous)]
     args += ["--overwrite", "--max-steps", "6", "--batch", "2", "--crop", "32"]

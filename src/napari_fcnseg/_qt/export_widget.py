@@ -23,8 +23,15 @@ from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
 from ..training.dataset import AnnotatedSet, safe_item_name
 from ..training.samples import TrainingSample, squeeze_channel
-from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
-from .layers import layer_choices, layer_samples, record_of
+from .forms import (
+    chosen_path,
+    connect_runner,
+    refresh_layer_combos,
+    run_buttons,
+    watch_edits,
+    watch_layer_list,
+)
+from .layers import has_corrections, layer_choices, layer_samples, record_of
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -96,6 +103,14 @@ class ExportWidget(Container):
 
     def _refresh_layers(self, _event: Any = None) -> None:
         refresh_layer_combos(self.labels_layer)
+        watch_edits([layer for _, layer in self._labels_choices()], self._on_layer_edit)
+
+    def _on_layer_edit(self, event: Any = None) -> None:
+        # Export what a person corrects: the layer painted last (e.g. "labels CRF").
+        layer = getattr(event, "source", None)
+        if isinstance(layer, Labels) and layer is not self.labels_layer.value:
+            if has_corrections(layer):
+                self.labels_layer.value = layer
 
     def update_size(self, _value: Any = None) -> None:
         """Show the size of the chosen set."""

@@ -1,17 +1,17 @@
 """The **Fine-tune** form: learn from the slices a person corrected or checked.
 
 The Labels layers the plugin wrote remember the prediction (see ``core/edits.py``), so the form
-knows which pixels and slices were changed; slices can also be marked as checked. Training runs
-in a worker with a live loss/IoU plot. The trained model is saved as the next version of the
-models folder (``model/store.py``) and becomes the active one only when training ends normally:
-Cancel keeps the previous model. Any earlier version can be made active again.
+knows which pixels and slices were changed, on whichever of them a person paints (the Segment
+labels or the CRF's); slices can also be marked as checked. A round is one core job
+(:func:`~napari_fcnseg.training.rounds.correction_round`, which holds the policy: what to train
+on, the hold-out, the replay, which version becomes active) run in a worker with a live plot of
+loss and held-out IoU against seconds. The dock then says, in numbers, whether the new version
+beat the previous one and which is active; Cancel keeps the previous model. Any earlier version
+can be made active again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,13 +34,17 @@ from ..core.device import DEVICE_CHOICES
 from ..core.edits import changed_slices
 from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
-from ..model.checkpoint import load_model
-from ..model.default import default_model_path
-from ..model.store import ModelStore
-from ..training.samples import TrainingSample
-from ..training.trainer import TrainConfig, TrainResult, fit
-from .forms import button_row, chosen_path, connect_runner, run_buttons, watch_layer_list
-from .layers import current_slice, layer_choices, layer_samples, record_of
+from ..training.finetune import FineTuneSettings
+from ..training.rounds import RoundResult, base_model, correction_round
+from .forms import (
+    button_row,
+    chosen_path,
+    connect_runner,
+    run_buttons,
+    watch_edits,
+    watch_layer_list,
+)
+from .layers import current_slice, has_corrections, layer_choices, layer_samples, record_of
 from .loss_plot import LossPlot
 from .shared import MODELS
 from .workers import JobRunner
@@ -48,33 +52,8 @@ from .workers import JobRunner
 if TYPE_CHECKING:
     import napari
 
-#: With fewer annotated slices than this, validation uses the training slices themselves.
-MIN_SLICES_FOR_VALIDATION = 4
-
-
-@dataclass
-class FineTuneResult:
-    """What a Fine-tune job returns: the trained model's store version (not yet active)."""
-
-    version: str
-    result: TrainResult
-
-
-def finetune_job(
-    model_path: Path,
-    train: list[TrainingSample],
-    val: list[TrainingSample],
-    config: TrainConfig,
-    store: ModelStore,
-    note: str,
-    parent: str,
-) -> Generator[Progress, None, FineTuneResult]:
-    """Load the base model, fit it, and save the result as a new (inactive) store version."""
-    yield Progress(0, config.max_steps or 0, "loading the model")
-    model = load_model(model_path)
-    result = yield from fit(model, train, val, config, provenance={"fine_tuned_from": parent})
-    version = store.add(result.model, note, parent=parent, activate=False)
-    return FineTuneResult(version, result)
+#: The policy's defaults, shown in the form.
+_POLICY = FineTuneSettings()
 
 
 class FineTuneWidget(Container):
@@ -92,17 +71,18 @@ class FineTuneWidget(Container):
         self.layers.native.setMaximumHeight(70)
         self.edits = Label(value="")
         self.mark_button = PushButton(text="Mark current slice as checked")
-        self.steps = SpinBox(label="steps", min=1, max=100_000, value=200)
+        # The defaults are the core policy's (benchmarks/bench_loop.py chose them).
+        self.seconds = SpinBox(
+            label="time budget (s)", min=5, max=86_400, value=int(_POLICY.max_seconds or 60)
+        )
+        self.steps = SpinBox(label="max steps", min=0, max=100_000, value=0)
+        self.steps.native.setSpecialValueText("no limit")
         self.learning_rate = FloatSpinBox(
-            label="learning rate", min=1e-6, max=1.0, step=1e-4, value=3e-4
+            label="learning rate", min=1e-6, max=1.0, step=1e-4, value=_POLICY.learning_rate
         )
         self.learning_rate.native.setDecimals(6)
-        # Smaller crops and a larger batch learned a new imaging mode faster on 2 CPU cores
-        # (96 px x 8: test IoU 0.93 in 120 s against 0.88 with 256 px x 4; README, "Fine-tuning
-        # on a new imaging mode"); 256 x 4 stays the default for corrections of egg chambers,
-        # which are larger than 96 px.
-        self.crop = SpinBox(label="crop (px)", min=32, max=1024, step=16, value=256)
-        self.batch = SpinBox(label="batch", min=1, max=64, value=4)
+        self.crop = SpinBox(label="crop (px)", min=32, max=1024, step=16, value=_POLICY.crop)
+        self.batch = SpinBox(label="batch", min=1, max=64, value=_POLICY.batch_size)
         # The working scale (README, "Working scale"); 0 shows "model's own": keep the scale of
         # the model being fine-tuned.
         self.scale = FloatSpinBox(label="scale", min=0.0, max=4.0, step=0.25, value=0.0)
@@ -115,7 +95,8 @@ class FineTuneWidget(Container):
         # Off by default: on a new imaging mode (synthetic H&E) shuffling cost 0.06 test IoU
         # (0.852 -> 0.793 after 300 steps, benchmarks/bench_quality.py settings).
         self.shuffle_channels = CheckBox(
-            text="shuffle colour channels (when stains vary between images)", value=False
+            text="shuffle colour channels (when stains vary between images)",
+            value=bool(_POLICY.channel_permutation),
         )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.folder = FileEdit(
@@ -124,6 +105,8 @@ class FineTuneWidget(Container):
         self.version = ComboBox(label="version", choices=self._version_choices)
         self.use_button = PushButton(text="Use this version")
         self.active = Label(value="")
+        self.outcome = Label(value="")
+        self.outcome.native.setWordWrap(True)
         self.run_button, self.cancel_button, buttons = run_buttons("Fine-tune")
         versions = button_row(self.version, self.use_button)
         super().__init__(
@@ -131,6 +114,7 @@ class FineTuneWidget(Container):
                 self.layers,
                 self.edits,
                 self.mark_button,
+                self.seconds,
                 self.steps,
                 self.learning_rate,
                 self.crop,
@@ -140,16 +124,19 @@ class FineTuneWidget(Container):
                 self.shuffle_channels,
                 self.device,
                 buttons,
+                self.outcome,
                 self.folder,
                 versions,
                 self.active,
             ]
         )
-        self.plot = LossPlot()
-        self.native.layout().insertWidget(11, self.plot)
+        self.plot = LossPlot(unit="s")
+        self.native.layout().insertWidget(12, self.plot)
         self.runner = JobRunner("Fine-tune", parent=self.native)
         connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
+        self.cancel_button.changed.connect(self._cancelled)
         self.runner.running.connect(self._set_running)
+        self._kept = ""
         self.mark_button.changed.connect(self.mark_checked)
         self.use_button.changed.connect(self.use_version)
         self.folder.changed.connect(lambda value: MODELS.set_folder(value))
@@ -180,12 +167,16 @@ class FineTuneWidget(Container):
         self.layers.reset_choices()
         if not before and self.layers.choices:
             self.layers.value = [self.layers.choices[-1]]
-        for layer in self.layers.choices:
-            if not isinstance(layer, Labels):  # never: the choices are Labels layers
-                continue
-            layer.events.labels_update.connect(self._update_edits)
-            layer.events.paint.connect(self._update_edits)
-            layer.events.data.connect(self._update_edits)
+        watch_edits(self.layers.choices, self._on_layer_edit)
+        self._update_edits()
+
+    def _on_layer_edit(self, event: Any = None) -> None:
+        # Learn from whichever labels a person corrects: an edited layer joins the choice
+        # (e.g. painting on "labels CRF" while "labels" was chosen).
+        layer = getattr(event, "source", None)
+        if isinstance(layer, Labels) and layer in self.layers.choices:
+            if layer not in self.layers.value and has_corrections(layer):
+                self.layers.value = [*self.layers.value, layer]
         self._update_edits()
 
     def _refresh_versions(self) -> None:
@@ -255,42 +246,22 @@ class FineTuneWidget(Container):
         MODELS.changed.emit()
         show_info(f"model {self.version.value} is now the active model")
 
-    def config(self) -> TrainConfig:
-        """Training settings from the form."""
-        steps = int(self.steps.value)
-        return TrainConfig(
-            max_steps=steps,
+    def settings(self) -> FineTuneSettings:
+        """Return the fine-tune policy's settings as the form sets them."""
+        return FineTuneSettings(
+            max_seconds=float(self.seconds.value),
+            max_steps=int(self.steps.value) or None,
             batch_size=int(self.batch.value),
             crop=int(self.crop.value),
             scale=float(self.scale.value) or None,
             learning_rate=float(self.learning_rate.value),
             corrected_only=bool(self.corrected_only.value),
             channel_permutation=bool(self.shuffle_channels.value),
-            validate_every=max(1, min(25, steps // 4)),
-            patience=10,
             device=str(self.device.value),
         )
 
-    def _base_model(self, layer: Labels) -> tuple[Path, str]:
-        record = record_of(layer)
-        if record is not None and record.model and Path(record.model).is_file():
-            path = Path(record.model)
-        else:
-            store = MODELS.store
-            if store.active is not None:
-                path = store.path()
-            elif (bundled := default_model_path()) is not None:
-                path = bundled
-            else:
-                raise InputError(
-                    f"the model that segmented '{layer.name}' is unknown or gone; segment the "
-                    "image again with a model file, then fine-tune"
-                )
-        parent = path.stem if path.parent == MODELS.folder else path.name
-        return path, parent
-
     def run(self) -> None:
-        """Start fine-tuning (the **Fine-tune** button)."""
+        """Start a round of fine-tuning (the **Fine-tune** button)."""
         try:
             layers = list(self.layers.value)
             if not layers:
@@ -299,37 +270,44 @@ class FineTuneWidget(Container):
                     "labels layer under 'edited labels'"
                 )
             samples = [s for layer in layers for _, s in layer_samples(self._viewer, layer)]
-            if not samples:
-                raise InputError(
-                    "nothing to learn from yet: correct some labels (or mark a slice as "
-                    "checked) in the chosen layers"
-                )
-            path, parent = self._base_model(layers[0])
-            enough = len(samples) >= MIN_SLICES_FOR_VALIDATION
-            val = samples[::MIN_SLICES_FOR_VALIDATION] if enough else []
-            train = [s for s in samples if all(s is not v for v in val)]
+            record = record_of(layers[0])
+            recorded = record.model if record is not None else ""
             names = ", ".join(layer.name for layer in layers)
-            note = f"fine-tuned on {len(samples)} slice(s) of {names}"
-            store = MODELS.store
-            job = finetune_job(path, train, val, self.config(), store, note, parent)
+            base_model(recorded, MODELS.store)  # says now when there is no model to start from
+            self._kept = MODELS.store.active or "the bundled model"
+            job = correction_round(
+                MODELS.store,
+                samples,
+                self.settings(),
+                recorded_model=recorded,
+                note=f"fine-tuned on the corrections so far, latest from {names}",
+            )
         except FcnsegError as exc:
             show_error(str(exc))
             return
         self.plot.clear()
+        self.outcome.value = "fine-tuning: scoring the current model on held-out pixels first"
         self.runner.start(job, on_result=self._finished, on_event=self._on_progress)
+
+    def _cancelled(self) -> None:
+        message = f"cancelled: {self._kept} kept"
+        self.outcome.value = message
+        show_info(message)
 
     def _on_progress(self, event: Progress) -> None:
         validating = event.info.get("phase") == "validate"  # repeats the step's loss
         loss = None if validating else event.info.get("loss")
-        if loss is not None or event.info.get("val_iou") is not None:
-            self.plot.add(event.step, loss, event.info.get("val_iou"))
+        iou = event.info.get("val_iou")
+        if validating and event.step == 0 and iou is not None:
+            self.plot.set_baseline(iou)  # the start: candidate zero
+        if loss is not None or iou is not None:
+            self.plot.add(float(event.info.get("elapsed", event.step)), loss, iou)
 
-    def _finished(self, out: FineTuneResult) -> None:
-        MODELS.store.activate(out.version)
+    def _finished(self, out: RoundResult) -> None:
         MODELS.changed.emit()
-        iou = out.result.best_val_iou
-        score = f", validation IoU {iou:.3f}" if iou is not None else ""
-        show_info(f"model {out.version} is now the active model ({out.result.steps} steps{score})")
+        message = out.message()
+        self.outcome.value = message
+        show_info(message)
 
 
 def _list(values: list[int]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,17 @@ def watch_layer_list(viewer: napari.Viewer, callback: Callable[[Any], None]) -> 
     """Call ``callback`` whenever a layer is added to, removed from or moved in the viewer."""
     for event in LAYER_LIST_EVENTS:
         getattr(viewer.layers.events, event).connect(callback)
+
+
+def watch_edits(layers: Iterable[Any], callback: Callable[[Any], None]) -> None:
+    """Call ``callback(event)`` whenever a person paints on, fills or replaces a Labels layer.
+
+    ``event.source`` is the layer. Connecting a layer twice has no effect (napari's event
+    emitters keep one connection per callback).
+    """
+    for layer in layers:
+        for event in (layer.events.labels_update, layer.events.paint, layer.events.data):
+            event.connect(callback)
 
 
 def refresh_layer_combos(*combos: ComboBox) -> None:

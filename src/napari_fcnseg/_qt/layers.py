@@ -83,6 +83,14 @@ def layer_is_edited(layer: Labels) -> bool:
     return record is None or is_edited(record.prediction, np.asarray(layer.data))
 
 
+def has_corrections(layer: Labels) -> bool:
+    """Tell whether a person changed pixels of a Labels layer that Segment or the CRF wrote."""
+    record = record_of(layer)
+    if record is None or record.prediction.shape != layer.data.shape:
+        return False
+    return is_edited(record.prediction, np.asarray(layer.data))
+
+
 def unique_name(viewer: napari.Viewer, name: str) -> str:
     """``name``, or ``name (2)``, ``name (3)``, ... when the viewer has a layer of that name."""
     taken = {layer.name for layer in viewer.layers}

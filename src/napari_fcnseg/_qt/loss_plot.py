@@ -17,15 +17,25 @@ IOU_COLOUR = QColor(255, 170, 40)
 
 
 class LossPlot(QWidget):
-    """Training loss (blue, left axis) and validation IoU (orange, right axis 0-1) over steps."""
+    """Training loss (blue, left axis) and validation IoU (orange, right axis 0-1).
 
-    def __init__(self, parent: QWidget | None = None):
+    The x axis is steps, or seconds with ``unit="s"``; :meth:`set_baseline` draws the
+    starting model's IoU as a dashed line (what a fine-tune must beat).
+    """
+
+    def __init__(self, parent: QWidget | None = None, unit: str = "step"):
         super().__init__(parent)
-        self.loss: list[tuple[int, float]] = []
-        self.iou: list[tuple[int, float]] = []
+        self.unit = unit
+        self.loss: list[tuple[float, float]] = []
+        self.iou: list[tuple[float, float]] = []
+        self.baseline: float | None = None
         self.setMinimumHeight(110)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("Training loss (blue) and validation IoU (orange) per step")
+        per = "second" if unit == "s" else "step"
+        self.setToolTip(
+            f"Training loss (blue) and held-out IoU (orange) per {per}; dashed: the IoU of "
+            "the model the fine-tune started from"
+        )
 
     def sizeHint(self) -> QSize:
         """Preferred size in a dock."""
@@ -35,14 +45,20 @@ class LossPlot(QWidget):
         """Forget all points."""
         self.loss.clear()
         self.iou.clear()
+        self.baseline = None
         self.update()
 
-    def add(self, step: int, loss: float | None, iou: float | None) -> None:
-        """Add the figures of one training step (``None`` where there is none)."""
+    def set_baseline(self, iou: float | None) -> None:
+        """Draw ``iou`` (the starting model's) as a dashed line; ``None`` removes it."""
+        self.baseline = None if iou is None else float(iou)
+        self.update()
+
+    def add(self, x: float, loss: float | None, iou: float | None) -> None:
+        """Add the figures at step (or second) ``x`` (``None`` where there is none)."""
         if loss is not None:
-            self.loss.append((step, float(loss)))
-        if iou is not None and (not self.iou or self.iou[-1] != (step, float(iou))):
-            self.iou.append((step, float(iou)))
+            self.loss.append((x, float(loss)))
+        if iou is not None and (not self.iou or self.iou[-1] != (x, float(iou))):
+            self.iou.append((x, float(iou)))
         self.update()
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
@@ -58,13 +74,17 @@ class LossPlot(QWidget):
         grid.setAlpha(70)
         painter.setPen(QPen(grid, 1))
         painter.drawRect(box)
-        last = max([s for s, _ in self.loss + self.iou], default=1)
+        last = max([s for s, _ in self.loss + self.iou], default=1) or 1
         top_loss = max([v for _, v in self.loss], default=1.0) or 1.0
         painter.setPen(text)
         if not self.loss:
             painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "loss and IoU appear here")
         self._curve(painter, self.loss, box, last, top_loss, LOSS_COLOUR)
         self._curve(painter, self.iou, box, last, 1.0, IOU_COLOUR)
+        if self.baseline is not None:
+            y = box.bottom() - box.height() * min(max(self.baseline, 0.0), 1.0)
+            painter.setPen(QPen(IOU_COLOUR, 1, Qt.PenStyle.DashLine))
+            painter.drawLine(QPointF(box.left(), y), QPointF(box.right(), y))
         painter.setPen(LOSS_COLOUR)
         loss_txt = f"loss {self.loss[-1][1]:.3f}" if self.loss else "loss"
         painter.drawText(QPointF(box.left(), 13), loss_txt)
@@ -75,16 +95,16 @@ class LossPlot(QWidget):
         painter.drawText(
             box.adjusted(0, 0, -3, -1),
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
-            f"step {last}" if self.loss else "",
+            (f"{last:.0f} s" if self.unit == "s" else f"step {last:.0f}") if self.loss else "",
         )
         painter.end()
 
     @staticmethod
     def _curve(
         painter: QPainter,
-        points: list[tuple[int, float]],
+        points: list[tuple[float, float]],
         box: QRectF,
-        last: int,
+        last: float,
         top: float,
         colour: QColor,
     ) -> None:

@@ -151,7 +151,8 @@ class ModelStore:
 
         The version, parent and note are also written into the model file's provenance
         (``store_version``, ``store_parent``, ``store_note``). With
-        ``activate`` (the default) the new version becomes the active one.
+        ``activate`` (the default) the new version becomes the active one; without, the
+        active version stays as it was (none in a new folder: the bundled model is used).
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         with folder_lock(self.folder, what="models folder"):
@@ -175,7 +176,7 @@ class ModelStore:
             except OutputExistsError:
                 number += 1
         versions.append(ModelVersion(name, file, now, note, parent))
-        self._write_index(name if activate or active is None else active, versions)
+        self._write_index(name if activate else active, versions)
         return name
 
     def activate(self, version: str) -> None:

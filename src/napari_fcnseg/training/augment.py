@@ -178,13 +178,18 @@ def sample_batch(
     channel_permutation: bool = True,
     network_channels: int | None = None,
     legacy_elastic: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a batch of crops, from samples picked in proportion to their annotated pixels.
 
+    With ``weights``, samples are picked in proportion to those instead (one per sample).
     Returns (N, C, crop, crop) float32 images and (N, crop, crop) int64 targets.
     """
-    weights = np.array([max(s.valid_pixels, 1) for s in samples], dtype=np.float64)
-    picks = rng.choice(len(samples), size=batch, p=weights / weights.sum())
+    if weights is None:
+        odds = np.array([max(s.valid_pixels, 1) for s in samples], dtype=np.float64)
+    else:
+        odds = np.asarray(weights, dtype=np.float64)
+    picks = rng.choice(len(samples), size=batch, p=odds / odds.sum())
     images, targets = [], []
     for i in picks:
         img, tgt = random_crop(samples[i].image, samples[i].target, crop, rng)

@@ -11,6 +11,7 @@ import datetime as _dt
 import math
 import time
 from collections.abc import Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ..core.progress import Progress
 from ..core.rescale import check_scale
 from ..errors import InputError
 from ..model.checkpoint import SegmentationModel, save_model
+from ._averaging import WeightAverage
 from ._batchnorm import recalibrate_batchnorm
 from ._validation import validate
 from .augment import sample_batch
@@ -50,13 +52,23 @@ class TrainConfig:
     memory layout (faster convolutions; the returned model is in the usual layout).
     ``schedule`` is ``"constant"`` or ``"cosine"`` (the learning rate falls along a half cosine
     to 5% of ``learning_rate`` at the first of the step limit and the time budget).
-    ``recalibrate_batchnorm`` re-estimates BatchNorm
-    statistics on un-augmented training crops before every validation (see
-    :mod:`._batchnorm`). ``scale`` sets the trained model's working scale (images resized by
-    it before the network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the
-    starting model's. ``legacy_elastic`` resamples elastic deformations with SciPy as the
-    bundled model's recipe did (10x slower, same distribution). ``crf_*`` settings apply to
-    the joint U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
+    ``recalibrate_batchnorm`` re-estimates BatchNorm statistics on un-augmented training crops
+    before every validation (see :mod:`._batchnorm`); ``freeze_batchnorm`` instead keeps the
+    starting model's statistics and normalises training batches with them (a fine-tune on one or
+    two slices: their batch statistics describe a few crops, not the imaging mode). ``l2sp``
+    adds ``l2sp * sum((w - w_start) ** 2)`` to the loss, pulling the weights toward the starting
+    model's (L2-SP); ``encoder_lr_factor`` scales the learning rate of the U-Net's encoder.
+    ``ema_decay`` (e.g. 0.99) validates and returns an exponential moving average of the
+    weights, and ``interpolation`` below 1 the weights that far from the start toward the
+    trained ones (see :mod:`._averaging`). ``validate_start`` scores the starting weights before
+    the first step, so they are candidate zero of the checkpoint selection: the returned model
+    is the start unless a later validation beat it. ``validate_seconds`` also validates whenever
+    that many seconds passed since the last validation (time budgets, where the step count is
+    unknown). ``scale`` sets the trained model's working scale (images resized by it before the
+    network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the starting model's.
+    ``legacy_elastic`` resamples elastic deformations with SciPy as the bundled model's recipe
+    did (10x slower, same distribution). ``crf_*`` settings apply to the joint U-Net + CRF phase
+    run after the U-Net phase when ``train_crf`` is set.
     """
 
     epochs: int | None = None
@@ -77,6 +89,13 @@ class TrainConfig:
     channels_last: bool = True
     schedule: str = "constant"
     recalibrate_batchnorm: bool = True
+    freeze_batchnorm: bool = False
+    l2sp: float = 0.0
+    encoder_lr_factor: float = 1.0
+    ema_decay: float | None = None
+    interpolation: float = 1.0
+    validate_start: bool = False
+    validate_seconds: float | None = None
     scale: float | None = None
     legacy_elastic: bool = False
     train_crf: bool = False
@@ -106,6 +125,7 @@ class TrainConfig:
             "epochs": self.epochs,
             "max_steps": self.max_steps,
             "max_seconds": self.max_seconds,
+            "validate_seconds": self.validate_seconds,
         }
         for key, value in [*positive.items(), *optional.items()]:
             if value is not None and not value > 0:
@@ -124,6 +144,14 @@ class TrainConfig:
             check_scale(self.scale, "training setting scale")
         if self.corrected_margin < 0 or self.crf_steps < 0:
             raise InputError("corrected_margin and crf_steps must be >= 0")
+        if not self.l2sp >= 0 or not self.encoder_lr_factor >= 0:
+            raise InputError("training settings l2sp and encoder_lr_factor must be >= 0")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise InputError(f"training setting ema_decay={self.ema_decay!r} must be in (0, 1)")
+        if not 0.0 < self.interpolation <= 1.0:
+            raise InputError(
+                f"training setting interpolation={self.interpolation!r} must be in (0, 1]"
+            )
 
 
 @dataclass
@@ -136,6 +164,23 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Validation IoU of the starting weights (with ``validate_start``), else ``None``.
+    start_val_iou: float | None = None
+    #: With ``validate_start``, the best trained weights even when they did not beat the start
+    #: (then ``model`` is the start); their validation IoU is ``candidate_val_iou``.
+    candidate: SegmentationModel | None = None
+    candidate_val_iou: float | None = None
+
+    @property
+    def improved(self) -> bool:
+        """Whether the returned model is a trained one, not the start (with ``validate_start``).
+
+        True when a validation after the start beat the start's IoU (the selection keeps a
+        candidate only when it is better by more than 1e-4); always True without a scored start.
+        """
+        if self.start_val_iou is None:
+            return True
+        return self.best_val_iou is not None and self.best_val_iou > self.start_val_iou
 
 
 @dataclass
@@ -152,11 +197,15 @@ class _Run:
     checkpoint_dir: Path | None
     provenance: dict[str, Any]
     train_targets: list[PreparedSample]
+    train_weights: list[float] | None = None
     step: int = 0
     best_iou: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_info_crf: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    trained_iou: float | None = None
+    trained_state: dict[str, torch.Tensor] | None = None
+    averaging: WeightAverage | None = None
 
     @property
     def elapsed(self) -> float:
@@ -179,15 +228,22 @@ class _Run:
         )
         if improved:
             self.best_iou = iou
-            state = self.net.state_dict()
-            self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+            self.best_state = self._state()
             self.best_info_crf = copy.deepcopy(self.net.info.crf)
+        trained_better = not math.isnan(iou) and (
+            self.trained_iou is None or iou > self.trained_iou + 1e-4
+        )
+        if self.config.validate_start and phase == "unet" and trained_better:
+            self.trained_iou, self.trained_state = iou, self._state()
         if self.checkpoint_dir is not None:
             self.net.info.provenance = self.describe(iou, scores["class_iou"])
             save_model(self.net, self.checkpoint_dir / "latest.safetensors", overwrite=True)
             if improved:
                 save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
         return improved
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
 
     def describe(self, iou: float | None, class_iou: float | None = None) -> dict[str, Any]:
         """Provenance for the model file (``save_model`` adds ``saved``)."""
@@ -211,6 +267,7 @@ def fit(
     *,
     checkpoint_dir: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
+    train_weights: Sequence[float] | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Train a copy of ``model``; yield :class:`Progress` every step, return a :class:`TrainResult`.
 
@@ -234,6 +291,10 @@ def fit(
         (atomically) at every validation.
     provenance
         Extra provenance for the model file, e.g. ``{"data": "path/to/set", "parent": "x"}``.
+    train_weights
+        Relative share of the training crops drawn from each ``train`` sample (e.g. half from a
+        person's corrections, half from replayed data); default: in proportion to annotated
+        pixels.
     """
     config.check()
     if not train:
@@ -264,6 +325,10 @@ def fit(
     # The network trains at its working scale; validation predicts whole images as users do
     # (resized by the model) and scores them against the targets at the image's own size.
     train_targets = [prepare(s, scale) for s in train]
+    if train_weights is not None and len(train_weights) != len(train):
+        raise InputError(
+            f"{len(train_weights)} training weights for {len(train)} samples: give one each"
+        )
     if not any(t.valid_pixels for t in train_targets):
         raise InputError("the training images have no annotated (or corrected) pixels")
     on_train = not val
@@ -293,6 +358,7 @@ def fit(
         Path(checkpoint_dir) if checkpoint_dir else None,
         extra,
         train_targets,
+        None if train_weights is None else [float(w) for w in train_weights],
     )
     run.net.info.scale = scale
     stopped_early = yield from _unet_phase(run, train_targets, note)
@@ -301,6 +367,14 @@ def fit(
 
         stopped_early = (yield from crf_phase(run, train, train_targets, note)) or stopped_early
     net = run.net
+    candidate = None
+    start_iou = next((h["val_iou"] for h in run.history if h["phase"] == "start"), None)
+    if run.trained_state is not None and start_iou is not None and run.best_iou == start_iou:
+        # The start stays the selection; the best trained weights are offered beside it.
+        candidate = copy.deepcopy(net)
+        candidate.load_state_dict(run.trained_state)
+        candidate.info.provenance = run.describe(run.trained_iou)
+        candidate = _finished(candidate)
     if run.best_state is not None:
         if run.best_info_crf is None and getattr(net, "crf", None) is not None:
             from ..model.combined import detach_crf
@@ -308,10 +382,24 @@ def fit(
             detach_crf(net)  # the CRF did not beat the U-Net alone on validation
         net.load_state_dict(run.best_state)
     net.info.provenance = run.describe(run.best_iou, _best_class_iou(run.history, run.best_iou))
+    return TrainResult(
+        _finished(net),
+        run.best_iou,
+        run.step,
+        run.elapsed,
+        stopped_early,
+        run.history,
+        start_iou,
+        candidate,
+        run.trained_iou if candidate is not None else None,
+    )
+
+
+def _finished(net: SegmentationModel) -> SegmentationModel:
+    """Return the model as fit returns it: on the CPU, usual memory layout, eval mode."""
     net = net.cpu()
     net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    net = net.eval()
-    return TrainResult(net, run.best_iou, run.step, run.elapsed, stopped_early, run.history)
+    return net.eval()
 
 
 def _unet_phase(
@@ -328,24 +416,33 @@ def _unet_phase(
     if deadline is not None and config.train_crf and config.crf_steps > 0:
         deadline *= 1.0 - config.crf_time_fraction
     crf_total = config.crf_steps if config.train_crf else 0
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(_parameter_groups(net, config), lr=config.learning_rate)
+    anchor = _anchor(net) if config.l2sp > 0 else None
+    averaging = WeightAverage(net, config.ema_decay, config.interpolation)
+    run.averaging = averaging if averaging.active else None
     dtype = training_precision(config.precision, run.device)
     # Channels-last convolutions are faster on CPU (oneDNN) and on CUDA; fit() converts back.
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     net.to(memory_format=layout)  # type: ignore[call-overload]
-    net.train()
-    step_times: list[float] = []
     stale, loss_value, val_iou, val_class = 0, float("nan"), None, None
-    validated_at = -1
+    validated_at, validated_time, validation_cost = -1, run.elapsed, 0.0
+    if config.validate_start:
+        t0 = time.monotonic()
+        val_iou, val_class, _ = _validate(run, loss_value, phase="start")
+        validation_cost, validated_at, validated_time = time.monotonic() - t0, 0, run.elapsed
+        yield _validation_event(run, max_steps or 0, loss_value, val_iou, val_class, note)
+    _train_mode(net, config)
+    step_times: list[float] = []
     while max_steps is None or run.step < max_steps:
         mean_step = float(np.mean(step_times[-20:])) if step_times else 0.0
-        if deadline is not None and run.elapsed + mean_step > deadline:
+        # Leave time for the closing validation, so that the whole run keeps to the budget.
+        if deadline is not None and run.elapsed + mean_step + validation_cost > deadline:
             break
         t0 = time.monotonic()
         if config.schedule == "cosine":
             done = _progress_fraction(run, max_steps, deadline)
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * _cosine(done)
+                group["lr"] = group["initial_lr"] * _cosine(done)
         x, y = sample_batch(
             targets,
             config.batch_size,
@@ -354,14 +451,18 @@ def _unet_phase(
             augment=config.augment,
             channel_permutation=permute,
             legacy_elastic=config.legacy_elastic,
+            weights=run.train_weights,
         )
         optimizer.zero_grad(set_to_none=True)
         inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=layout)
         with torch.autocast(run.device.type, dtype=dtype, enabled=dtype != torch.float32):
             logits = net(inputs)
         loss = segmentation_loss(logits.float(), torch.from_numpy(y).to(run.device), config.loss)
+        if anchor is not None:
+            loss = loss + config.l2sp * _l2sp(net, anchor)
         loss.backward()
         optimizer.step()
+        averaging.update(net)
         loss_value = float(loss.detach())
         run.step += 1
         step_times.append(time.monotonic() - t0)
@@ -374,18 +475,69 @@ def _unet_phase(
             "elapsed": run.elapsed,
         }
         yield Progress(run.step, total, f"step {run.step}: loss {loss_value:.4f}", info)
-        if run.step % config.validate_every == 0:
+        due = config.validate_seconds is not None and (
+            run.elapsed - validated_time >= config.validate_seconds
+        )
+        if run.step % config.validate_every == 0 or due:
+            t0 = time.monotonic()
             val_iou, val_class, improved = _validate(run, loss_value)
-            validated_at = run.step
+            validation_cost, validated_at, validated_time = (
+                time.monotonic() - t0,
+                run.step,
+                run.elapsed,
+            )
             stale = 0 if improved else stale + 1
             yield _validation_event(run, total, loss_value, val_iou, val_class, note)
-            net.train()
+            _train_mode(net, config)
             if stale >= config.patience:
+                run.averaging = None
                 return True
     if validated_at != run.step and run.step > 0:
         val_iou, val_class, _ = _validate(run, loss_value)
         yield _validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
+    run.averaging = None  # a CRF phase goes on from the raw weights
     return False
+
+
+def _train_mode(net: torch.nn.Module, config: TrainConfig) -> None:
+    """Training mode; with ``freeze_batchnorm`` the BatchNorm layers keep their statistics."""
+    net.train()
+    if config.freeze_batchnorm:
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _parameter_groups(net: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Return parameter groups: the encoder at ``encoder_lr_factor`` x the learning rate."""
+    if config.encoder_lr_factor == 1.0:  # one group, as before the factor existed
+        params = list(net.parameters())
+        return [{"params": params, "lr": config.learning_rate, "initial_lr": config.learning_rate}]
+    encoder: list[torch.nn.Parameter] = []
+    rest: list[torch.nn.Parameter] = []
+    for name, parameter in net.named_parameters():
+        (encoder if ".encoders." in f".{name}" else rest).append(parameter)
+    groups = [
+        {"params": rest, "lr": config.learning_rate, "initial_lr": config.learning_rate},
+        {
+            "params": encoder,
+            "lr": config.learning_rate * config.encoder_lr_factor,
+            "initial_lr": config.learning_rate * config.encoder_lr_factor,
+        },
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _anchor(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Return a copy of the starting weights, for the L2-SP pull."""
+    return {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+
+def _l2sp(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared distance of the weights from the starting weights."""
+    return sum(  # type: ignore[return-value]
+        ((p - anchor[n]) ** 2).sum() for n, p in net.named_parameters() if n in anchor
+    )
 
 
 def _progress_fraction(run: _Run, max_steps: int | None, deadline: float | None) -> float:
@@ -416,13 +568,17 @@ def _channel_permutation(config: TrainConfig, channels: int) -> bool:
     return channels == 3 if permute is None else permute
 
 
-def _validate(run: _Run, loss: float, *, with_crf: bool = False) -> tuple[float, float, bool]:
+def _validate(
+    run: _Run, loss: float, *, with_crf: bool = False, phase: str | None = None
+) -> tuple[float, float, bool]:
     """Validate (through the CRF layer with ``with_crf``) and record it in ``run``.
 
-    Returns the foreground IoU, the class IoU and whether the IoU improved.
+    ``phase`` names the entry in the history (default ``"crf"`` or ``"unet"``; ``"start"`` for
+    the starting weights, whose BatchNorm statistics are kept as they are). Returns the
+    foreground IoU, the class IoU and whether the IoU improved.
     """
     config = run.config
-    if config.recalibrate_batchnorm:
+    if config.recalibrate_batchnorm and not config.freeze_batchnorm and phase != "start":
         recalibrate_batchnorm(
             run.net,
             run.train_targets,
@@ -431,15 +587,18 @@ def _validate(run: _Run, loss: float, *, with_crf: bool = False) -> tuple[float,
             device=run.device,
             seed=config.seed + run.step,
         )
-    scores = validate(
-        run.net,
-        run.val,
-        run.val_targets,
-        run.device,
-        tile=run.config.validation_tile,
-        with_crf=with_crf,
-    )
-    improved = run.record("crf" if with_crf else "unet", loss, scores, with_crf=with_crf)
+    swap = run.averaging.swapped_in(run.net) if run.averaging is not None else nullcontext()
+    with swap:  # the averaged weights are the ones scored, kept and returned
+        scores = validate(
+            run.net,
+            run.val,
+            run.val_targets,
+            run.device,
+            tile=run.config.validation_tile,
+            with_crf=with_crf,
+        )
+        name = phase or ("crf" if with_crf else "unet")
+        improved = run.record(name, loss, scores, with_crf=with_crf)
     return scores["iou"], scores["class_iou"], improved
 
 

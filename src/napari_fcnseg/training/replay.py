@@ -1,0 +1,104 @@
+"""Replay: samples of a model's original training data, mixed into every fine-tune.
+
+Trained only on a person's latest correction, a network forgets what it learnt before (cellpose's
+maintainers warn of the same, cellpose#522), so a fine-tune also draws crops from the data the
+model came from. A model file names that source in its provenance under :data:`REPLAY_KEY`:
+
+* ``{"kind": "synthetic egg chambers", "seed": 0, "shape": [512, 768]}``: the project's
+  generator (:mod:`.synthetic`), as the bundled model's recipe used it;
+* ``{"kind": "annotated set", "path": "/path/to/set"}``: a user's own set (``fcnseg train``
+  records it), replayed while the folder exists.
+
+Fine-tuned models inherit their parent's source. Older files without the key are recognised
+by their recipe (the bundled model) or by the set they were trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import FcnsegError
+from ..model.checkpoint import ModelInfo
+from .samples import TrainingSample
+
+log = logging.getLogger(__name__)
+
+#: Key of the replay source in a model file's provenance.
+REPLAY_KEY = "replay"
+SYNTHETIC_EGGS = "synthetic egg chambers"
+ANNOTATED_SET = "annotated set"
+_EGG_RECIPE = "napari_fcnseg.training.egg_recipe"
+_EGG_STAGE = "pretrain on synthetic egg chambers"
+
+
+def synthetic_egg_source(seed: int = 0) -> dict[str, Any]:
+    """Return the replay source of the bundled recipe: its synthetic egg-chamber generator."""
+    from .egg_recipe import SYNTHETIC_SHAPE
+
+    return {"kind": SYNTHETIC_EGGS, "seed": seed, "shape": list(SYNTHETIC_SHAPE)}
+
+
+def replay_source(info: ModelInfo) -> dict[str, Any] | None:
+    """Return the replay source a model file names (or implies), or ``None`` when it has none."""
+    provenance = info.provenance
+    for level in _lineage(provenance):
+        source = level.get(REPLAY_KEY)
+        if isinstance(source, dict) and source.get("kind") in (SYNTHETIC_EGGS, ANNOTATED_SET):
+            return dict(source)
+        if level.get("recipe") == _EGG_RECIPE or level.get("stage") == _EGG_STAGE:
+            return synthetic_egg_source()
+    data = provenance.get("data")
+    if isinstance(data, str) and Path(data).is_dir():
+        return {"kind": ANNOTATED_SET, "path": data}
+    return None
+
+
+def _lineage(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the provenance and its parents' (``parent`` entries), nearest first."""
+    out: list[dict[str, Any]] = []
+    level: Any = provenance
+    while isinstance(level, dict) and len(out) < 32:
+        out.append(level)
+        level = level.get("parent")
+    return out
+
+
+def replay_samples(
+    source: dict[str, Any] | None, info: ModelInfo, *, count: int
+) -> list[TrainingSample]:
+    """Up to ``count`` training samples of ``source`` that fit the model (classes, channels).
+
+    Returns an empty list (and logs why) when the source is missing, gone or does not fit, so
+    a fine-tune then learns from the corrections alone.
+    """
+    if source is None or count <= 0:
+        return []
+    kind = source.get("kind")
+    if kind == SYNTHETIC_EGGS:
+        if info.num_classes != 2 or info.in_channels != 3:
+            log.info("no replay: synthetic egg chambers need a 2-class RGB model")
+            return []
+        shape = tuple(int(v) for v in source.get("shape", (512, 768)))
+        return list(_synthetic(count, int(source.get("seed", 0)), (shape[0], shape[1])))
+    if kind == ANNOTATED_SET:
+        from .dataset import AnnotatedSet
+
+        try:
+            samples = AnnotatedSet.open(str(source.get("path", ""))).load_samples("train")
+        except (FcnsegError, OSError) as exc:
+            log.info("no replay from %s: %s", source.get("path"), exc)
+            return []
+        return samples[:count]
+    log.info("no replay: unknown source %r", kind)
+    return []
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic(count: int, seed: int, shape: tuple[int, int]) -> tuple[TrainingSample, ...]:
+    # Cached: drawing a slice takes a while, and each fine-tune round replays the same ones.
+    from .egg_recipe import synthetic_egg_samples
+
+    return tuple(synthetic_egg_samples(count, seed, shape))

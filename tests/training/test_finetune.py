@@ -1,0 +1,234 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_fcnseg.core.progress import run_to_completion
+from napari_fcnseg.errors import InputError
+from napari_fcnseg.model.checkpoint import ModelInfo
+from napari_fcnseg.training.finetune import FineTuneSettings, fine_tune
+from napari_fcnseg.training.holdout import holdout_mask, split_holdout
+from napari_fcnseg.training.replay import (
+    REPLAY_KEY,
+    SYNTHETIC_EGGS,
+    replay_samples,
+    replay_source,
+    synthetic_egg_source,
+)
+from napari_fcnseg.training.samples import IGNORE_LABEL, TrainingSample
+from napari_fcnseg.training.trainer import TrainConfig, fit
+
+from .conftest import disks, small_model
+
+FAST = dict(batch_size=4, crop=64, device="cpu", holdout_block=16)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ----------------------------------------------------------------------------- hold-out
+def test_holdout_is_stable_per_name_and_never_all():
+    labels = np.zeros((100, 130), np.uint8)
+    a = holdout_mask(labels, key="img slice 3", block=20, fraction=0.25)
+    assert np.array_equal(a, holdout_mask(labels, key="img slice 3", block=20, fraction=0.25))
+    assert not np.array_equal(a, holdout_mask(labels, key="img slice 4", block=20, fraction=0.25))
+    blocks = 5 * 7
+    assert a.sum() > 0 and not a.all()
+    # Whole blocks: the share of held-out pixels is near the fraction of blocks.
+    assert abs(round(0.25 * blocks) - a[::20, ::20].sum()) == 0
+
+
+def test_holdout_only_picks_blocks_with_annotated_pixels():
+    labels = np.full((64, 64), IGNORE_LABEL, np.uint8)
+    labels[:16, :32] = 1  # two annotated blocks of 16 px
+    mask = holdout_mask(labels, key="x", block=16, fraction=0.5)
+    assert mask.sum() == 16 * 16 and (labels[mask] != IGNORE_LABEL).all()
+
+
+def test_split_holdout_partitions_the_labels():
+    sample = disks(0)
+    train, held = split_holdout([sample], block=16, fraction=0.3)
+    t, h = train[0].labels, held[0].labels
+    assert np.all((t == IGNORE_LABEL) != (h == IGNORE_LABEL))
+    assert np.array_equal(np.where(t == IGNORE_LABEL, h, t), sample.labels)
+    assert train[0].image is sample.image
+
+
+def test_split_holdout_keeps_a_one_block_slice_for_training():
+    sample = TrainingSample(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8), name="s")
+    train, held = split_holdout([sample], block=16)
+    assert held == [] and train[0] is sample
+
+
+# ----------------------------------------------------------------------------- replay
+def test_replay_source_of_the_bundled_recipe_and_of_a_set(tmp_path):
+    info = ModelInfo(["background", "egg"], 3, {"name": "unet"})
+    assert replay_source(info) is None
+    info.provenance = {"recipe": "napari_fcnseg.training.egg_recipe"}
+    assert replay_source(info) == synthetic_egg_source()
+    info.provenance = {"parent": {"stage": "pretrain on synthetic egg chambers"}}
+    assert replay_source(info)["kind"] == SYNTHETIC_EGGS
+    info.provenance = {"data": str(tmp_path)}
+    assert replay_source(info) == {"kind": "annotated set", "path": str(tmp_path)}
+    given = {"kind": "annotated set", "path": "/elsewhere"}
+    info.provenance = {REPLAY_KEY: given, "recipe": "napari_fcnseg.training.egg_recipe"}
+    assert replay_source(info) == given
+
+
+def test_synthetic_replay_fits_only_two_class_rgb_models():
+    info = ModelInfo(["background", "egg"], 3, {"name": "unet"})
+    source = {"kind": SYNTHETIC_EGGS, "seed": 0, "shape": [64, 96]}
+    samples = replay_samples(source, info, count=2)
+    assert len(samples) == 2 and samples[0].image.shape == (64, 96, 3)
+    assert set(np.unique(samples[0].labels)) <= {0, 1}
+    grey = ModelInfo(["background", "egg"], 1, {"name": "unet"})
+    assert replay_samples(source, grey, count=2) == []
+    assert replay_samples({"kind": "annotated set", "path": "/no/such"}, info, count=2) == []
+
+
+# ----------------------------------------------------------------------------- trainer
+def test_validate_start_makes_the_start_candidate_zero(toy_train):
+    model = small_model()
+    # A learning rate this high wrecks the weights: no checkpoint beats the start.
+    config = TrainConfig(
+        max_steps=6, validate_every=3, learning_rate=50.0, validate_start=True, batch_size=4,
+        crop=64, device="cpu", freeze_batchnorm=True,
+    )  # fmt: skip
+    result = run_to_completion(fit(model, toy_train, [disks(50)], config))
+    assert result.history[0]["phase"] == "start" and result.history[0]["step"] == 0
+    assert result.start_val_iou == result.history[0]["val_iou"]
+    assert not result.improved
+    assert _same_weights(result.model, model)
+    assert result.candidate is not None and not _same_weights(result.candidate, model)
+    assert result.candidate_val_iou < result.start_val_iou
+
+
+def test_freeze_batchnorm_keeps_the_statistics(toy_train):
+    model = small_model()
+    config = TrainConfig(max_steps=3, validate_every=100, freeze_batchnorm=True, **_fast())
+    trained = run_to_completion(fit(model, toy_train, [], config)).model
+    for name, value in model.state_dict().items():
+        if "running_" in name:
+            assert torch.equal(value, trained.state_dict()[name]), name
+
+
+def test_l2sp_pulls_toward_the_start(toy_train):
+    model = small_model()
+
+    def distance(l2sp):
+        config = TrainConfig(max_steps=8, validate_every=100, l2sp=l2sp, **_fast())
+        out = run_to_completion(fit(model, toy_train, [], config)).model
+        pairs = zip(out.parameters(), model.parameters())
+        return sum(float(((p - q) ** 2).sum().detach()) for p, q in pairs)
+
+    assert distance(10.0) < distance(0.0)
+
+
+def test_encoder_learning_rate_factor_zero_freezes_the_encoder(toy_train):
+    model = small_model()
+    config = TrainConfig(max_steps=3, validate_every=100, encoder_lr_factor=0.0, **_fast())
+    out = run_to_completion(fit(model, toy_train, [], config)).model
+    old, new = model.state_dict(), out.state_dict()
+    enc = [k for k in old if ".encoders." in f".{k}" and "running" not in k and "num_b" not in k]
+    assert enc and all(torch.equal(old[k], new[k]) for k in enc)
+    assert not torch.equal(old["unet.head.weight"], new["unet.head.weight"])
+
+
+def test_train_weights_choose_where_crops_come_from(toy_train):
+    config = TrainConfig(max_steps=1, **_fast())
+    with pytest.raises(InputError, match="training weights"):
+        run_to_completion(fit(small_model(), toy_train, [], config, train_weights=[1.0]))
+
+
+def _fast():
+    return dict(batch_size=4, crop=64, device="cpu", learning_rate=1e-2)
+
+
+# ----------------------------------------------------------------------------- policy
+def test_fine_tune_improves_and_says_so():
+    model = small_model()
+    corrections = [disks(i, size=96) for i in range(2)]
+    settings = FineTuneSettings(
+        max_seconds=None,
+        max_steps=40,
+        learning_rate=1e-2,
+        validate_seconds=0.01,
+        freeze_batchnorm=False,
+        **FAST,
+    )
+    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None))
+    assert outcome.improved and outcome.new_score > outcome.start_score
+    assert not _same_weights(outcome.model, model) and outcome.candidate is None
+    assert outcome.held_out_pixels > 0 and outcome.replayed == 0
+    assert "is now active" in outcome.summary()
+    provenance = outcome.model.info.provenance
+    assert provenance["fine_tune"]["corrections"] == ["disks0", "disks1"]
+    assert provenance["validated_on"] == "val"
+
+
+def test_fine_tune_that_cannot_beat_the_start_keeps_it():
+    model = small_model()
+    corrections = [disks(i, size=96) for i in range(2)]
+    settings = FineTuneSettings(
+        max_seconds=None, max_steps=4, learning_rate=50.0, validate_seconds=0.01, **FAST
+    )
+    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None))
+    assert not outcome.improved and _same_weights(outcome.model, model)
+    assert outcome.candidate is not None and outcome.new_score < outcome.start_score
+    text = outcome.summary("v003", "v002")
+    assert "v002 stays active" in text and f"{outcome.start_score:.3f}" in text
+
+
+def test_fine_tune_replays_and_records_the_source():
+    model = small_model()
+    replay = [disks(10 + i, size=64) for i in range(3)]
+    settings = FineTuneSettings(max_seconds=None, max_steps=2, replay_fraction=0.5, **FAST)
+    outcome = run_to_completion(fine_tune(model, [disks(0, size=96)], settings, replay=replay))
+    assert outcome.replayed == 3
+    assert outcome.model.info.provenance[REPLAY_KEY]["kind"] == "given"
+    with pytest.raises(InputError, match="replay_fraction"):
+        FineTuneSettings(replay_fraction=1.0).check()
+
+
+def test_fine_tune_needs_corrections_large_enough_to_hold_out():
+    tiny = TrainingSample(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8), name="t")
+    with pytest.raises(InputError, match="too small"):
+        run_to_completion(fine_tune(small_model(), [tiny], FineTuneSettings(**FAST)))
+    with pytest.raises(InputError, match="nothing to fine-tune"):
+        run_to_completion(fine_tune(small_model(), [], FineTuneSettings(**FAST)))
+
+
+def test_holdout_always_holds_out_foreground():
+    labels = np.zeros((128, 128), np.uint8)
+    labels[60:70, 60:70] = 1  # one small object: most blocks are background only
+    for key in ("a", "b", "c", "d"):
+        mask = holdout_mask(labels, key=key, block=16, fraction=0.2)
+        assert (labels[mask] > 0).any(), key
+
+
+def test_interpolation_returns_weights_between_start_and_trained(toy_train):
+    model = small_model()
+    settings = dict(max_steps=3, validate_every=3, freeze_batchnorm=True, **_fast())
+    plain = run_to_completion(fit(model, toy_train, [], TrainConfig(**settings))).model
+    half = TrainConfig(**settings, interpolation=0.5)
+    between = run_to_completion(fit(model, toy_train, [], half)).model
+    start, end, mid = (dict(m.named_parameters()) for m in (model, plain, between))
+    for name in start:
+        expected = start[name] + 0.5 * (end[name] - start[name])
+        assert torch.allclose(mid[name], expected, atol=1e-6), name
+
+
+def test_ema_weights_are_validated_and_returned(toy_train):
+    model = small_model()
+    settings = dict(max_steps=4, validate_every=4, freeze_batchnorm=True, **_fast())
+    plain = run_to_completion(fit(model, toy_train, [], TrainConfig(**settings))).model
+    ema = run_to_completion(fit(model, toy_train, [], TrainConfig(**settings, ema_decay=0.5)))
+    start, end, avg = (dict(m.named_parameters()) for m in (model, plain, ema.model))
+    name = "unet.head.weight"
+    # An average of the path from the start: neither the start nor the last weights.
+    assert not torch.allclose(avg[name], start[name]) and not torch.allclose(avg[name], end[name])
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0).check()
+    with pytest.raises(InputError, match="interpolation"):
+        TrainConfig(interpolation=0.0).check()
