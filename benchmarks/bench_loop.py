@@ -152,6 +152,7 @@ def loop(
     settings: FineTuneSettings,
     cache: dict[str, np.ndarray],
     zero: dict[str, float],
+    rounds: int = 2,
 ) -> list[dict[str, Any]]:
     by_name = {s.name: s for s in slices}
     rows: list[dict[str, Any]] = []
@@ -164,6 +165,8 @@ def loop(
         first[a] = (out, corrected)
         rows.append(_row(mode, (a,), unseen, out, zero, 1))
         _print_row(rows[-1])
+    if rounds < 2:
+        return rows
     for a, b in itertools.permutations(by_name, 2):
         previous, corrected_a = first[a]
         unseen = [s for n, s in by_name.items() if n not in (a, b)]
@@ -361,17 +364,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: list[dict[str, Any]] = []
     for mode in args.modes.split(","):
-        if args.round1_only:
-            by_name = {s.name: s for s in slices}
-            for a in by_name:
-                unseen = [s for n, s in by_name.items() if n != a]
-                corrected = correct(mode, by_name[a], start)
-                out = run_round(start, [corrected], unseen, settings)
-                out["forest"] = forest_iou([corrected], unseen, cache)
-                rows.append(_row(mode, (a,), unseen, out, zero, 1))
-                _print_row(rows[-1])
-        else:
-            rows.extend(loop(mode, start, slices, settings, cache, zero))
+        rounds = 1 if args.round1_only else 2
+        rows.extend(loop(mode, start, slices, settings, cache, zero, rounds))
     WORK.mkdir(parents=True, exist_ok=True)
     record = {"commit": commit, "machine": where, "settings": dataclasses.asdict(settings)}
     record["zero_shot"], record["rows"] = zero, rows

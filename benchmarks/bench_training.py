@@ -8,6 +8,10 @@ in between). It also times the CPU side alone (sampling and augmenting one batch
 the step rate on a fast GPU.
 
     python benchmarks/bench_training.py [--device cpu|cuda] [--steps 40] [--threads N]
+        [--batch 4] [--crop 256] [--frozen-bn]
+
+``--batch 8 --crop 128 --frozen-bn`` times the fine-tune policy's steps
+(:class:`napari_fcnseg.training.finetune.FineTuneSettings`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ def _samples() -> list[TrainingSample]:
     return out
 
 
+BATCH, CROP, FROZEN = 4, 256, False
+
+
 def step_seconds(
     samples: list[TrainingSample], device: str, precision: str, cl: bool, steps: int
 ) -> float:
@@ -52,8 +59,9 @@ def step_seconds(
     config = TrainConfig(
         max_steps=steps,
         validate_every=10 * steps,
-        batch_size=4,
-        crop=256,
+        batch_size=BATCH,
+        crop=CROP,
+        freeze_batchnorm=FROZEN,
         learning_rate=1e-3,
         device=device,
         precision=precision,
@@ -77,10 +85,10 @@ def batch_seconds(samples: list[TrainingSample], repeats: int = 20) -> float:
     normalization = SegmentationModel.create(["background", "gland"], 3).info.normalization
     prepared = [prepare_sample(s, 3, normalization) for s in samples]
     rng = np.random.default_rng(0)
-    sample_batch(prepared, 4, 256, rng, augment=True, channel_permutation=False)
+    sample_batch(prepared, BATCH, CROP, rng, augment=True, channel_permutation=False)
     start = time.perf_counter()
     for _ in range(repeats):
-        sample_batch(prepared, 4, 256, rng, augment=True, channel_permutation=False)
+        sample_batch(prepared, BATCH, CROP, rng, augment=True, channel_permutation=False)
     return (time.perf_counter() - start) / repeats
 
 
@@ -89,7 +97,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--crop", type=int, default=CROP)
+    parser.add_argument("--frozen-bn", action="store_true", help="BatchNorm statistics frozen")
     args = parser.parse_args()
+    global BATCH, CROP, FROZEN
+    BATCH, CROP, FROZEN = args.batch, args.crop, args.frozen_bn
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -97,8 +110,9 @@ def main() -> None:
     samples = _samples()
     print(
         f"device: {device.type} ({name}), {os.cpu_count()} CPUs, torch threads "
-        f"{torch.get_num_threads()}, torch {torch.__version__}; default U-Net, batch 4, "
-        f"256x256 crops, mean of steps {WARM_UP + 1}-{args.steps}"
+        f"{torch.get_num_threads()}, torch {torch.__version__}; default U-Net, batch {BATCH}, "
+        f"{CROP}x{CROP} crops{', frozen BatchNorm' if FROZEN else ''}, mean of steps "
+        f"{WARM_UP + 1}-{args.steps}"
     )
     auto = training_precision("auto", device)
     print(f"precision 'auto' on this device: {str(auto).removeprefix('torch.')}\n")

@@ -161,8 +161,7 @@ def main() -> None:
     train_dock.raise_()
     finetune = train.finetune
     finetune.layers.value = [labels]
-    finetune.steps.value = args.finetune_steps
-    finetune.learning_rate.value = 1e-3
+    finetune.steps.value = args.finetune_steps  # the policy's settings otherwise
     finetune.run_button.native.click()
     wait(finetune.runner, app, timeout=1800)
     save(viewer, "finetune.png", app, train_dock)

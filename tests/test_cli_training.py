@@ -181,3 +181,23 @@ def test_train_errors(tmp_path, capsys):
     assert "not an annotated set" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         fcnseg("train", "--data", tmp_path, "--out", tmp_path / "m", "--epochs", "0")
+
+
+def test_fine_tune_says_whether_it_beat_the_start(filled_set, tmp_path, capsys):
+    start = tmp_path / "start.safetensors"
+    common = ("--batch", "2", "--crop", "32", "--device", "cpu")
+    assert fcnseg("train", "--data", filled_set, "--out", start, "--max-steps", "30", *common) == 0
+    capsys.readouterr()
+    wrecked = tmp_path / "wrecked.safetensors"
+    # A learning rate this high ruins the weights: the output keeps the starting ones.
+    args = ("--init", start, "--max-steps", "3", "--lr", "50", *common)
+    assert fcnseg("train", "--data", filled_set, "--out", wrecked, *args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("held-out IoU: fine-tuned ") and "did not beat the start" in out
+    a, b = load_model(start).state_dict(), load_model(wrecked).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    provenance = load_model(wrecked).info.provenance
+    assert provenance["config"]["validate_start"] and provenance["config"]["freeze_batchnorm"]
+    with_epochs = ("--init", start, "--epochs", "1", *common)
+    assert fcnseg("train", "--data", filled_set, "--out", tmp_path / "e", *with_epochs) == 2
+    assert "--max-seconds" in capsys.readouterr().err
