@@ -93,6 +93,7 @@ def batch_seconds(samples: list[TrainingSample], repeats: int = 20) -> float:
 
 
 def main() -> None:
+    global BATCH, CROP, FROZEN
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=40)
@@ -101,7 +102,6 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=CROP)
     parser.add_argument("--frozen-bn", action="store_true", help="BatchNorm statistics frozen")
     args = parser.parse_args()
-    global BATCH, CROP, FROZEN
     BATCH, CROP, FROZEN = args.batch, args.crop, args.frozen_bn
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -232,3 +232,22 @@ def test_ema_weights_are_validated_and_returned(toy_train):
         TrainConfig(ema_decay=1.0).check()
     with pytest.raises(InputError, match="interpolation"):
         TrainConfig(interpolation=0.0).check()
+
+
+def test_a_budget_too_short_to_train_keeps_the_start():
+    model = small_model()
+    settings = FineTuneSettings(max_seconds=0.001, **FAST)
+    outcome = run_to_completion(fine_tune(model, [disks(0, size=96)], settings, replay=None))
+    assert outcome.steps == 0 and not outcome.improved and outcome.new_score is None
+    assert _same_weights(outcome.model, model) and outcome.candidate is None
+    assert "no fine-tuned checkpoint was scored" in outcome.summary()
+
+
+def test_channels_last_only_where_bfloat16_is_native():
+    from napari_fcnseg.core.device import training_precision
+
+    settings = FineTuneSettings(device="cpu").train_config()
+    native = training_precision("auto", torch.device("cpu")) == torch.bfloat16
+    assert settings.channels_last is native
+    assert settings.validate_start and settings.freeze_batchnorm
+    assert not settings.recalibrate_batchnorm
