@@ -12,7 +12,7 @@ from skimage import io as skio
 
 from napari_fcnseg.cli import main
 from napari_fcnseg.io.labels import write_labels
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_model_required_without_bundled_default(tmp_path, rgb_jpeg, capsys, monk
 
     monkeypatch.setattr(default, "default_model_path", lambda: None)
     _one_line_error(
-        capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o")], "--model PATH is required"
+        capsys, ["predict", str(rgb_jpeg), "--out", str(tmp_path / "o")], "--model PATH"
     )
 
 

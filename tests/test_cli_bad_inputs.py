@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +14,7 @@ from skimage import io as skio
 from napari_fcnseg.cli import main
 from napari_fcnseg.io.labels import write_labels
 from napari_fcnseg.model.checkpoint import FORMAT_VERSION, METADATA_KEY, save_model
-from tests.conftest import make_tiny_model
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def huge_png(width: int = 1_000_000, height: int = 1_000_000) -> bytes:
-    """A valid-looking 100-byte RGB PNG that declares ``width`` x ``height`` pixels."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def huge_jpeg(path: Path, side: int = 65_000) -> None:
-    """A small JPEG whose frame header is patched to declare ``side`` x ``side`` pixels."""
-    skio.imsave(path, np.zeros((16, 16, 3), np.uint8), check_contrast=False)
-    data = bytearray(path.read_bytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
-    path.write_bytes(bytes(data))
+from tests.helpers import huge_jpeg, huge_png, make_tiny_model
 
 
 def huge_tiff(path: Path, side: int = 200_000) -> None:

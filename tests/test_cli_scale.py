@@ -15,7 +15,7 @@ from napari_fcnseg.io.ome_zarr import read_ome_zarr_labels
 @pytest.fixture
 def model_file(tmp_path):
     from napari_fcnseg.model.checkpoint import save_model
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     return save_model(make_tiny_model(1), tmp_path / "m.safetensors")
 

@@ -20,8 +20,7 @@ from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import Progress, run_to_completion
 from napari_fcnseg.model.checkpoint import SegmentationModel, load_model, save_model
 from napari_fcnseg.training.trainer import TrainConfig, fit
-from tests.conftest import make_tiny_model
-from tests.training.conftest import disks
+from tests.helpers import disks, make_tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 

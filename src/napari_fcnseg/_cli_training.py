@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .core.device import DEVICE_CHOICES, PRECISIONS
 from .errors import InputError
+from .training.config import SCHEDULES, TrainConfig
 from .training.finetune import FineTuneSettings
-from .training.trainer import SCHEDULES, TrainConfig
 
 if TYPE_CHECKING:
     from .core.progress import Progress
@@ -358,7 +358,7 @@ def _given(value: T | None, default: T) -> T:
 def _add(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .core.axes import to_zyxc
+    from .io.axes import to_zyxc
     from .io.images import read_image
     from .io.labels import read_labels
     from .training.dataset import MANIFEST, AnnotatedSet, safe_item_name
@@ -437,7 +437,7 @@ def positive_int(text: str) -> int:
 
 
 def _scale(text: str) -> float:
-    from .core.rescale import check_scale
+    from .model.scale import check_scale
 
     try:
         return check_scale(_positive_float(text))

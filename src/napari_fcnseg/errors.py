@@ -24,5 +24,9 @@ class OutputExistsError(FcnsegError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
 
 
+class NotWritableError(FcnsegError, OSError):
+    """A folder that cannot be written: read-only, not ours, or on a full disk."""
+
+
 class BusyError(FcnsegError):
     """A folder stayed locked by another process (a running add, export or fine-tune)."""

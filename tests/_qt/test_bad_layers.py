@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests._qt.conftest import disk_image, errors, run
+from tests._qt.helpers import disk_image, errors, run
 
 
 def test_nan_image_layer_is_notified_and_adds_no_layer(qtbot, viewer, segment, notifications):

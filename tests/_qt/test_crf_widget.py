@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_fcnseg._qt.layers import record_of
-from tests._qt.conftest import disk_image, errors, run
+from tests._qt.helpers import disk_image, errors, run
 
 
 def test_refine_changes_labels_and_toggles(qtbot, viewer, segment_dock, segment_trained):
@@ -22,10 +22,13 @@ def test_refine_changes_labels_and_toggles(qtbot, viewer, segment_dock, segment_
     assert (refined.data != source.data).any()
     assert record_of(refined).probabilities.shape == (2, 64, 64)
     assert refined.visible and not source.visible
+    assert crf.before.text == "Show before CRF"
     crf.before.native.click()
     assert source.visible and not refined.visible
+    assert crf.before.text == "Show after CRF"  # the button says what it will show next
     crf.before.native.click()
     assert refined.visible and not source.visible
+    assert crf.before.text == "Show before CRF"
     assert crf.labels_layer.value is source  # the output is not offered as the next input
     run(qtbot, crf)  # again: the unedited output layer is reused
     assert [layer.name for layer in viewer.layers] == ["cells", "cells labels", "cells labels CRF"]

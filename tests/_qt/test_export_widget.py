@@ -7,7 +7,7 @@ import tifffile
 
 from napari_fcnseg._qt.export_widget import ExportWidget
 from napari_fcnseg._qt.layers import record_of
-from tests._qt.conftest import disk_image, errors, run
+from tests._qt.helpers import disk_image, errors, run
 
 
 def _segment_and_correct(qtbot, viewer, segment, image, name="cells"):
@@ -88,3 +88,31 @@ def test_export_errors_are_notified(qtbot, viewer, segment, train_dock, tmp_path
     export.folder.value = busy
     export.run_button.native.click()
     assert "not an empty folder" in errors(notifications)[-1]
+
+
+def test_export_to_an_unwritable_folder_says_so(
+    qtbot, viewer, segment, train_dock, tmp_path, notifications, monkeypatch
+):
+    """A folder that cannot be written gives a notification naming it, and nothing is lost."""
+    export = train_dock.export
+    layer = _segment_and_correct(qtbot, viewer, segment, disk_image()[0])
+    before = np.array(layer.data)
+    (tmp_path / "a file").write_text("not a folder")
+    export.folder.value = tmp_path / "a file" / "set"  # the OS refuses to make this folder
+    export.run_button.native.click()
+    message = errors(notifications)[-1]
+    assert "cannot write to the annotated set" in message and "a file" in message
+    assert "choose a folder you can write to" in message
+
+    import errno
+
+    from filelock import FileLock
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileLock, "acquire", full_disk)
+    export.folder.value = tmp_path / "full"
+    export.run_button.native.click()
+    assert "free some space" in errors(notifications)[-1]
+    np.testing.assert_array_equal(layer.data, before)  # the user's labels are untouched

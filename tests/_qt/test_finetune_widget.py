@@ -8,8 +8,8 @@ from napari_fcnseg.model.checkpoint import load_model
 from napari_fcnseg.model.store import ModelStore
 from napari_fcnseg.training.dataset import AnnotatedSet
 from napari_fcnseg.training.finetune import FineTuneSettings
-from tests._qt.conftest import disk_image, errors, run
-from tests.conftest import make_tiny_model
+from tests._qt.helpers import disk_image, errors, run
+from tests.helpers import make_tiny_model
 
 
 def _iou(labels, truth):

@@ -7,7 +7,7 @@ from napari.layers import Labels
 from qtpy.QtCore import QTimer
 
 from napari_fcnseg._qt.layers import record_of
-from tests._qt.conftest import SEGMENT_DOCK, disk_image, errors, run
+from tests._qt.helpers import SEGMENT_DOCK, disk_image, errors, run
 
 
 def test_docks_and_menu(viewer, segment_dock, train_dock):

@@ -15,7 +15,7 @@ from napari_fcnseg.core.progress import Progress, run_to_completion
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.io.ome_zarr import read_ome_zarr_labels
 from napari_fcnseg.model.checkpoint import save_model
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 def _all_labels(model, data, **kwargs):

@@ -15,7 +15,7 @@ from napari_fcnseg.core.predict import (
 from napari_fcnseg.core.progress import Progress, run_to_completion
 from napari_fcnseg.core.tiling import TileGrid, axis_tiles
 from napari_fcnseg.errors import InputError
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 def _predict(model, image, **kwargs):

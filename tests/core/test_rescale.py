@@ -11,12 +11,12 @@ from napari_fcnseg.core.memory import NetworkSize, estimate_memory
 from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.core.rescale import (
-    check_scale,
     resize_channels,
     resize_labels,
     scaled_shape,
 )
 from napari_fcnseg.errors import InputError
+from napari_fcnseg.model.scale import check_scale
 
 
 def _predict(model, image, **kwargs):

@@ -9,7 +9,7 @@ from napari_fcnseg.errors import InputError
 from napari_fcnseg.io import images
 from napari_fcnseg.io.headers import declared_size
 from napari_fcnseg.io.images import read_image
-from tests.test_cli_bad_inputs import huge_jpeg, huge_png
+from tests.helpers import huge_jpeg, huge_png
 
 
 @pytest.mark.parametrize(

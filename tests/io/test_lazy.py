@@ -16,7 +16,7 @@ from napari_fcnseg.io.lazy import (
     is_zarr_path,
     open_image,
 )
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 @pytest.fixture

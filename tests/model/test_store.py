@@ -7,7 +7,7 @@ import torch
 
 from napari_fcnseg.errors import InputError, ModelFileError
 from napari_fcnseg.model.store import ENV_VAR, ModelStore, default_store_folder
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 def _weight(model):

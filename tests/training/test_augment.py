@@ -79,6 +79,25 @@ def test_intensity_and_channel_augmentation_leave_labels(rng):
     assert sorted(perm.sum(axis=(1, 2)).round(3)) == sorted(image.sum(axis=(1, 2)).round(3))
 
 
+def test_appearance_blurs_and_bends_contrast_but_not_labels(monkeypatch):
+    image, target = _aligned(np.random.default_rng(0))
+    monkeypatch.setattr(aug, "BLUR_PROBABILITY", 1.0)
+    monkeypatch.setattr(aug, "GAMMA_PROBABILITY", 0.0)
+    blurred = aug.jitter_appearance(image, np.random.default_rng(1))
+    roughness = lambda a: np.abs(np.diff(a, axis=-1)).mean()  # noqa: E731
+    assert blurred.dtype == np.float32 and blurred.shape == image.shape
+    assert roughness(blurred) < roughness(image)
+    monkeypatch.setattr(aug, "BLUR_PROBABILITY", 0.0)
+    monkeypatch.setattr(aug, "GAMMA_PROBABILITY", 1.0)
+    bent = aug.jitter_appearance(image, np.random.default_rng(1))
+    # a gamma curve keeps the order of intensities (monotone) and the 0 and 1 ends
+    order = np.argsort(image[0].ravel(), kind="stable")
+    assert (np.diff(bent[0].ravel()[order]) >= -1e-6).all()
+    assert not np.allclose(bent, image)
+    _, tgt = aug.augment_crop(image, target, np.random.default_rng(2), appearance=True)
+    assert sorted(np.unique(tgt)) == sorted(np.unique(target))
+
+
 def test_extra_channels_are_not_jittered(rng):
     image, target = _aligned(rng)
     stacked = np.concatenate([image, image * 255])

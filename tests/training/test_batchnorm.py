@@ -10,8 +10,7 @@ from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.training._batchnorm import has_batchnorm, recalibrate_batchnorm
 from napari_fcnseg.training.samples import PreparedSample, prepare_sample
 from napari_fcnseg.training.trainer import TrainConfig, fit
-
-from .conftest import disks, small_model
+from tests.helpers import disks, small_model
 
 
 def test_running_statistics_become_those_of_the_images():

@@ -12,8 +12,7 @@ from napari_fcnseg.model.combined import (
     refine_with_model_crf,
 )
 from napari_fcnseg.training.trainer import TrainConfig, fit
-
-from .conftest import disks
+from tests.helpers import disks
 
 
 def test_crf_weights_round_trip(small, tmp_path):

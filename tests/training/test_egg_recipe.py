@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from napari_fcnseg.training import egg_recipe as recipe
-
-from .conftest import disks
+from tests.helpers import disks
 
 
 def _run(job):

@@ -16,8 +16,7 @@ from napari_fcnseg.training.replay import (
 )
 from napari_fcnseg.training.samples import IGNORE_LABEL, TrainingSample
 from napari_fcnseg.training.trainer import TrainConfig, fit
-
-from .conftest import disks, small_model
+from tests.helpers import disks, small_model
 
 FAST = dict(batch_size=4, crop=64, device="cpu", holdout_block=16)
 

@@ -21,8 +21,7 @@ from napari_fcnseg.model.checkpoint import load_model, save_model
 from napari_fcnseg.training import finetune, trainer
 from napari_fcnseg.training.dataset import AnnotatedSet
 from napari_fcnseg.training.trainer import TrainConfig, fit
-
-from .conftest import disks, small_model
+from tests.helpers import disks, small_model
 
 FAST = dict(batch_size=2, crop=32, learning_rate=1e-2, device="cpu")
 
@@ -124,7 +123,7 @@ import torch
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import load_model
 from napari_fcnseg.training.trainer import TrainConfig, fit
-from tests.training.conftest import disks
+from tests.helpers import disks
 
 torch.set_num_threads(1)
 model = load_model(sys.argv[1])

@@ -8,8 +8,7 @@ from napari_fcnseg.model.store import ModelStore
 from napari_fcnseg.training.dataset import AnnotatedSet
 from napari_fcnseg.training.finetune import FineTuneSettings
 from napari_fcnseg.training.rounds import CORRECTIONS, base_model, correction_round
-
-from .conftest import disks, small_model
+from tests.helpers import disks, small_model
 
 FAST = dict(batch_size=4, crop=64, device="cpu", max_seconds=None, validate_seconds=0.01)
 

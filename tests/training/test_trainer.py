@@ -16,8 +16,7 @@ from napari_fcnseg.training.samples import (
     samples_from_stack,
 )
 from napari_fcnseg.training.trainer import TrainConfig, fit
-
-from .conftest import disks, small_model
+from tests.helpers import disks, small_model
 
 FAST = dict(batch_size=4, crop=64, learning_rate=1e-2, device="cpu")
 

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 PROBABILITIES, SOFT_LABELS = "probabilities", "labels"
 
 
+#: The texts of the before/after button: it names what pressing it will show.
+SHOW_BEFORE, SHOW_AFTER = "Show before CRF", "Show after CRF"
+
+
 def crf_job(
     image: Any, probabilities: np.ndarray, params: dict[str, Any]
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
@@ -75,7 +79,7 @@ class CrfWidget(Container):
         self.volume = CheckBox(text="3D CRF (z-spacing from the layer's scale)", value=False)
         self.spacing_info = Label(value="")
         self.run_button, self.cancel_button, buttons = run_buttons("Refine with CRF")
-        self.before = PushButton(text="Show before CRF", enabled=False)
+        self.before = PushButton(text=SHOW_BEFORE, enabled=False)
         self.before.native.setCheckable(True)
         super().__init__(
             widgets=[
@@ -240,6 +244,8 @@ class CrfWidget(Container):
 
     def show_before(self, before: bool) -> None:
         """Show the labels before the CRF (``True``) or after it (``False``)."""
+        # The button names what pressing it will show next.
+        self.before.text = SHOW_AFTER if before else SHOW_BEFORE
         if self._pair is None:
             return
         source, refined = self._pair

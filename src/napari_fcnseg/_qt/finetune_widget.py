@@ -92,8 +92,8 @@ class FineTuneWidget(Container):
             "4x the context and 4x faster); the fine-tuned model keeps it"
         )
         self.corrected_only = CheckBox(text="learn only near corrected pixels", value=False)
-        # Off by default: on a new imaging mode (synthetic H&E) shuffling cost 0.06 test IoU
-        # (0.852 -> 0.793 after 300 steps, benchmarks/bench_quality.py settings).
+        # The policy's default (off: colour tells classes apart in other imaging modes, and
+        # shuffling cost test IoU there; benchmarks/README.md, "Fine-tuning on a new imaging mode").
         self.shuffle_channels = CheckBox(
             text="shuffle colour channels", value=bool(_POLICY.channel_permutation)
         )

@@ -14,9 +14,9 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_info
 
-from ..core.axes import infer_layout, to_zyxc
 from ..core.edits import PredictionRecord, annotated_slices, is_edited
 from ..errors import InputError
+from ..io.axes import infer_layout, to_zyxc
 from ..training.samples import TrainingSample
 
 if TYPE_CHECKING:

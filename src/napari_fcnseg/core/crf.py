@@ -36,14 +36,11 @@ logger = logging.getLogger(__name__)
 #: Default parameters, e.g. for CLI and widget help texts. They are pydensecrf's usual settings
 #: except two, both measured on the shared ovary slices (benchmarks/bench_crf_quality.py):
 #: ``bilateral_srgb`` 8 instead of 13 (after the percentile stretch, 13 let the bilateral kernel
-#: join egg and background of similar colour), and ``bilateral_sxy`` 20 instead of 80. On the
-#: probabilities of leave-one-out U-Nets, 80 px let background pixels next to an egg chamber
-#: collect support from distant chamber pixels of the same colour: the CRF grew the masks,
-#: almost always wrongly (7331: 1246 pixels added, 86 of them egg), and lowered the IoU on two of
-#: the three slices (0.892/0.950/0.947 -> 0.891/0.946/0.953). With 20 px it raises all three
-#: (-> 0.896/0.951/0.964, benchmarks/bench_quality.py --part eggs), and 20 px is also what a
-#: leave-one-slice-out choice over sxy 20/40/80, srgb 5/8/13 and compat 5/10 picks for every
-#: slice.
+#: join egg and background of similar colour), and ``bilateral_sxy`` 20 instead of 80: with
+#: 80 px, background next to an egg chamber collected support from distant chamber pixels of the
+#: same colour, so the CRF grew the masks, almost always wrongly. 20 px raised the IoU on every
+#: shared slice, and a leave-one-slice-out choice picks it for each slice (benchmarks/README.md,
+#: "Egg chambers on real slices").
 DEFAULTS: dict[str, Any] = {
     "iterations": 5,
     "gaussian_sxy": 3.0,

@@ -16,9 +16,8 @@ def training_precision(setting: str, device: torch.device) -> torch.dtype:
 
     ``"auto"`` picks bfloat16 on CUDA devices that support it and on CPUs with native bfloat16
     arithmetic (AVX512-BF16 or AMX); float32 elsewhere (e.g. Apple GPUs, older CPUs, where
-    emulated bfloat16 is slower). Measured on a 2-core AVX512-BF16 CPU, one step of the default
-    U-Net (batch 4, 256 px, Adam): 0.65 s float32, 0.44 s float32 channels-last, 0.25 s
-    bfloat16 channels-last.
+    emulated bfloat16 is slower). Where it is native, bfloat16 channels-last steps were the
+    fastest (benchmarks/README.md, "Training steps" and "Where a round's 60 s go").
     """
     if setting == "float32":
         return torch.float32
@@ -59,14 +58,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise InputError(
                 f"device {device!r} was asked for but this machine has no usable CUDA GPU; "
-                f"use --device cpu (available: {', '.join(available_devices())})"
+                f"choose another device (available here: {', '.join(available_devices())})"
             )
         return torch.device(name)
     if kind == "mps":
         if not _mps_available():
             raise InputError(
                 f"device 'mps' was asked for but Apple's MPS is not available here; "
-                f"use --device cpu (available: {', '.join(available_devices())})"
+                f"choose another device (available here: {', '.join(available_devices())})"
             )
         return torch.device("mps")
     raise InputError(f"unknown device {device!r}: choose one of {', '.join(DEVICE_CHOICES)}")

@@ -11,10 +11,9 @@ job does not depend on the number of slices. It is the sum of
 
 The activation coefficients were fitted on the CPU to the U-Nets of this package (depth 3-4,
 8-16 base features, tiles 256-1024, batches 1-4: peak RSS of one forward pass under
-``torch.inference_mode``). Whole jobs measured by ``benchmarks/bench_scale.py`` (1024x1024
-slices, 8 base features: 486 MiB measured, 484 MiB estimated) and ``tests/core/test_memory.py``
-(768x768, 16 base features: 160-190 MiB measured between runs, 146 MiB estimated) came within
-25% of the estimate; the choice of a tile keeps a 25% margin (:data:`SAFETY_FRACTION`).
+``torch.inference_mode``). Whole jobs measured by ``benchmarks/bench_scale.py`` and
+``tests/core/test_memory.py`` came within 25% of the estimate (benchmarks/README.md, "Large
+stacks"); the choice of a tile keeps a 25% margin (:data:`SAFETY_FRACTION`).
 """
 
 from __future__ import annotations

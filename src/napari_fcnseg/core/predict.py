@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..io.axes import Layout, infer_layout, to_zyxc
 from ..io.images import check_pixels
 from ..model.checkpoint import SegmentationModel
-from .axes import Layout, infer_layout, to_zyxc
 from .device import resolve_device
 from .normalize import normalize_slice, percentile_bounds
 from .progress import Progress
@@ -160,7 +160,7 @@ def predict_slices(
                 if max(grid.tile_h, grid.tile_w) <= 2 * multiple:
                     raise InputError(
                         f"out of {dev.type} memory even with {grid.tile_h}x{grid.tile_w} px "
-                        "tiles; use --device cpu or close other programs using the GPU"
+                        "tiles; choose the device cpu, or close other programs that use the GPU"
                     ) from None
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
@@ -198,7 +198,7 @@ def _predict_slice(
     origins = grid.origins
     th, tw = grid.tile_h, grid.tile_w
     # Channels-last input makes the convolutions take oneDNN's / cuDNN's faster path (the model
-    # itself is left as it is): measured 1.6x faster on a 1024x1024 RGB slice on 2 CPU cores.
+    # itself is left as it is; benchmarks/README.md, "Tiled inference").
     layout = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
     for start in range(0, len(origins), batch):
         chunk = origins[start : start + batch]

@@ -4,10 +4,9 @@ A model file may say that its network sees images at ``scale`` times their size 
 the pixels along Y and X). Inference resamples each normalised slice to that size, runs the
 tiles, and resamples the class probabilities back to the slice's own size, so that labels, the
 CRF and everything downstream keep the image's pixels. Training resamples its images and
-targets the same way. At 0.5 the network sees 4x the context per pixel of compute: measured on
-synthetic bright-field glands on 2 CPU cores (``benchmarks/bench_quality.py --part finetune``),
-a 120 s fine-tune at 0.5 scored test IoU 0.954 against 0.945 at full size, and predicted a
-512x512 image in 0.05 s instead of 0.15 s.
+targets the same way. At 0.5 the network sees 4x the context per pixel of compute, which paid
+off for a fine-tune on large objects on a CPU (``benchmarks/README.md``, "Fine-tuning on a new
+imaging mode"). The scale a model declares is checked by :mod:`napari_fcnseg.model.scale`.
 
 Resampling uses :func:`torch.nn.functional.interpolate` (bilinear, antialiased when shrinking);
 labels take the nearest pixel so no class (or the "not annotated" value) is invented.
@@ -17,26 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from ..errors import InputError
-
-#: Scales a model may declare: from a tenth of the size to four times it.
-MIN_SCALE, MAX_SCALE = 0.1, 4.0
-
-
-def check_scale(scale: float, what: str = "scale") -> float:
-    """Return ``scale`` as a float, or raise :class:`InputError` when it is unusable."""
-    try:
-        value = float(scale)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {scale!r}") from None
-    if not MIN_SCALE <= value <= MAX_SCALE:
-        raise InputError(
-            f"{what}={value:g} is outside {MIN_SCALE:g}-{MAX_SCALE:g}: it is the factor the "
-            "image is resized by before the network (0.5 = half size, for objects that are "
-            "large in pixels)"
-        )
-    return value
 
 
 def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:

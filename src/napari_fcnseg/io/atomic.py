@@ -9,12 +9,38 @@ move uses a hard link, which fails atomically when the destination already exist
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import NotWritableError, OutputExistsError
+
+
+@contextlib.contextmanager
+def writing_to(folder: str | os.PathLike[str], what: str = "folder") -> Iterator[None]:
+    """Turn the operating system's refusals to write into ``folder`` into one clear message.
+
+    An ``OSError`` raised in the block (no permission, a read-only file system, a full disk, a
+    file where a folder should be) becomes :class:`NotWritableError` naming the folder and what
+    to do; errors of this package pass through unchanged.
+    """
+    try:
+        yield
+    except NotWritableError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, FileExistsError | TimeoutError):  # an existing output; a wait
+            raise
+        reason = exc.strerror or type(exc).__name__
+        hint = (
+            "free some space on that disk or choose a folder on another one"
+            if exc.errno == errno.ENOSPC
+            else "choose a folder you can write to"
+        )
+        message = f"cannot write to the {what} {Path(folder)} ({reason}): {hint}"
+        raise NotWritableError(message) from exc
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:

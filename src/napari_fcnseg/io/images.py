@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.axes import Layout, infer_layout
 from ..errors import InputError
+from .axes import Layout, infer_layout
 from .headers import declared_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import BusyError
+from .atomic import writing_to
 
 #: Name of the lock file inside a locked folder.
 LOCK_NAME = ".lock"
@@ -55,7 +56,8 @@ def folder_lock(
     path = Path(folder) / LOCK_NAME
     lock = FileLock(path, timeout=timeout)
     try:
-        lock.acquire()
+        with writing_to(folder, what):
+            lock.acquire()
     except Timeout:
         raise BusyError(
             f"the {what} {Path(folder)} is being updated by another process (it holds "

@@ -22,9 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..core.rescale import check_scale
 from ..errors import InputError, ModelFileError
 from ..io.atomic import atomic_output
+from .scale import check_scale
 from .unet import UNet
 
 #: Newest model-file format written and read. Version 2 adds ``scale``; a model at scale 1 is
@@ -196,7 +196,7 @@ def save_model(
     if path.suffix != MODEL_SUFFIX:
         path = path.with_name(path.name + MODEL_SUFFIX)
     info = model.info
-    info.provenance.setdefault("saved", _dt.datetime.now(_dt.timezone.utc).isoformat())
+    info.provenance.setdefault("saved", _dt.datetime.now(_dt.UTC).isoformat())
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})

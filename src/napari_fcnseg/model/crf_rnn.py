@@ -40,10 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: The bilateral lattice is built on blocks of ``sigma // AUTO_DOWNSAMPLE_RATIO`` pixels (2 for 80),
 #: and of at least 2 pixels from ``BLOCKS_OF_TWO_FROM`` pixels on in slices of at least
-#: ``BLOCKS_OF_TWO_MIN_PIXELS``: at 20 px, blocks of 2 agree with pydensecrf to 99.7% on a real
-#: 1024x1024 slice at 4x the speed of the full-resolution lattice (benchmarks/bench_crf.py), but
-#: only to 98.5% on a 96x112 RGB test image, which the full-resolution lattice refines in
-#: milliseconds anyway.
+#: ``BLOCKS_OF_TWO_MIN_PIXELS``: at 20 px, blocks of 2 agree closely with pydensecrf on a real
+#: 1024x1024 slice at a fraction of the full-resolution lattice's time (benchmarks/README.md,
+#: "Refine with CRF"), but less well on small test images, which the full-resolution lattice
+#: refines in milliseconds anyway.
 AUTO_DOWNSAMPLE_RATIO = 40.0
 BLOCKS_OF_TWO_FROM = 20.0
 BLOCKS_OF_TWO_MIN_PIXELS = 256 * 256
@@ -103,8 +103,8 @@ def _percentiles(
     """Low and high percentile of every row of ``(C, N)``, interpolated as ``torch.quantile``.
 
     Integer images (the usual 8- and 16-bit scans) get exact percentiles from a histogram, in
-    O(N): measured on a 2-core CPU for a 1024x1024 RGB uint8 image, about 15 ms against 120 ms
-    for ``torch.quantile``, which sorts. Floating-point images use ``torch.quantile`` on at most
+    O(N), where ``torch.quantile`` sorts (several times slower on a megapixel image).
+    Floating-point images use ``torch.quantile`` on at most
     about 2^20 evenly strided samples per channel.
     """
     c, n = flat.shape

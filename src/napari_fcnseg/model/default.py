@@ -23,7 +23,7 @@ def resolve_model_path(path: str | Path | None) -> Path:
     bundled = default_model_path()
     if bundled is None:
         raise ModelFileError(
-            "this install has no bundled default model: --model PATH is required "
-            "(a .safetensors model written by fcnseg)"
+            "this install has no bundled default model: choose a model file (--model PATH) "
+            "written by napari-fcnseg (.safetensors)"
         )
     return bundled

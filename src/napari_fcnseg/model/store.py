@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelFileError, OutputExistsError
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, writing_to
 from ..io.locking import folder_lock
 from .checkpoint import MODEL_SUFFIX, SegmentationModel, load_model, save_model
 
@@ -154,16 +154,17 @@ class ModelStore:
         ``activate`` (the default) the new version becomes the active one; without, the
         active version stays as it was (none in a new folder: the bundled model is used).
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with folder_lock(self.folder, what="models folder"):
-            return self._add_locked(model, note, parent, activate)
+        with writing_to(self.folder, "models folder"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self.folder, what="models folder"):
+                return self._add_locked(model, note, parent, activate)
 
     def _add_locked(
         self, model: SegmentationModel, note: str, parent: str | None, activate: bool
     ) -> str:
         active, versions = self._read_index()
         number = max((_number(v.version) for v in versions), default=0) + 1
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         while True:  # skip numbers whose file exists (e.g. left by a lost index)
             name = f"v{number:03d}"
             file = name + MODEL_SUFFIX

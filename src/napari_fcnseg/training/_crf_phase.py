@@ -13,27 +13,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..core.progress import Progress
 from ..model.combined import MIN_PROBABILITY, attach_crf, crf_image, model_crf
+from ._run import Run, channel_permutation_for, crop_size, validate_run, validation_event
 from .augment import sample_batch
 from .losses import segmentation_loss
 from .samples import PreparedSample, TrainingSample
 
-if TYPE_CHECKING:
-    from .trainer import _Run
-
 
 def crf_phase(
-    run: _Run, train: Sequence[TrainingSample], targets: list[PreparedSample], note: str
+    run: Run, train: Sequence[TrainingSample], targets: list[PreparedSample], note: str
 ) -> Generator[Progress, None, bool]:
     """Train U-Net + CRF jointly for ``config.crf_steps`` steps; True if stopped early."""
-    from .trainer import _channel_permutation, _crop_size, _validate, _validation_event
-
     config, net = run.config, run.net
     if run.best_state is not None:  # continue from the best U-Net
         net.load_state_dict(run.best_state, strict=False)
@@ -44,8 +39,8 @@ def crf_phase(
         PreparedSample(np.concatenate([t.image, crf_image(s.image)]), t.target, t.name)
         for s, t in zip(train, targets, strict=True)
     ]
-    crop = _crop_size(net, targets, config.crf_crop)
-    permute = _channel_permutation(config, channels)
+    crop = crop_size(net, targets, config.crf_crop)
+    permute = channel_permutation_for(config, channels)
     crf_ids = {id(p) for p in crf.parameters()}
     unet_params = [p for p in net.parameters() if id(p) not in crf_ids]
     optimizer = torch.optim.Adam(
@@ -56,8 +51,8 @@ def crf_phase(
     )
     start_step = run.step
     end_step = start_step + config.crf_steps
-    iou, class_iou, _ = _validate(run, float("nan"), with_crf=True)
-    yield _validation_event(run, end_step, float("nan"), iou, class_iou, " (untrained CRF)" + note)
+    iou, class_iou, _ = validate_run(run, float("nan"), with_crf=True)
+    yield validation_event(run, end_step, float("nan"), iou, class_iou, " (untrained CRF)" + note)
     floor = math.log(MIN_PROBABILITY)
     step_times: list[float] = []
     stale, loss_value = 0, float("nan")
@@ -91,13 +86,13 @@ def crf_phase(
         yield Progress(run.step, end_step, f"CRF step {run.step}: loss {loss_value:.4f}", info)
         last = run.step == end_step
         if (run.step - start_step) % config.crf_validate_every == 0 or last:
-            iou, class_iou, improved = _validate(run, loss_value, with_crf=True)
+            iou, class_iou, improved = validate_run(run, loss_value, with_crf=True)
             stale = 0 if improved else stale + 1
-            yield _validation_event(run, end_step, loss_value, iou, class_iou, " (with CRF)" + note)
+            yield validation_event(run, end_step, loss_value, iou, class_iou, " (with CRF)" + note)
             net.train()
             if stale >= config.patience:
                 return True
     if run.history[-1]["step"] != run.step:
-        iou, class_iou, _ = _validate(run, loss_value, with_crf=True)
-        yield _validation_event(run, run.step, loss_value, iou, class_iou, " (with CRF)" + note)
+        iou, class_iou, _ = validate_run(run, loss_value, with_crf=True)
+        yield validation_event(run, run.step, loss_value, iou, class_iou, " (with CRF)" + note)
     return False

@@ -20,6 +20,12 @@ from .samples import IGNORE_LABEL, PreparedSample
 #: Crops are centred on an annotated pixel when less than this fraction of a sample is annotated
 #: (e.g. a few corrected strokes), so that few crops are wasted on unannotated areas.
 SPARSE_FRACTION = 0.25
+#: :func:`jitter_appearance`: how often and how strongly to blur (sigma in pixels) and to bend
+#: the contrast (gamma between exp(-range) and exp(range)).
+BLUR_PROBABILITY = 0.3
+BLUR_SIGMA = (0.5, 2.0)
+GAMMA_PROBABILITY = 0.5
+GAMMA_LOG_RANGE = 0.4
 
 
 def random_crop(
@@ -73,9 +79,9 @@ def elastic_deform(
 
     Displacements drawn from N(0, ``sigma``) px on a coarse ``grid`` x ``grid`` grid are
     interpolated bicubically to every pixel; the image is resampled linearly, the labels with
-    nearest neighbour, both reflected at the border. Done with torch's ``grid_sample``: 2 ms for
-    a 3-channel 256 x 256 crop on a 2-core CPU, where ``scipy.ndimage.map_coordinates`` took
-    20 ms (a tenth of a bfloat16 training step of the default U-Net, for every crop).
+    nearest neighbour, both reflected at the border. Done with torch's ``grid_sample``, several
+    times faster than ``scipy.ndimage.map_coordinates`` on a CPU, which had made the
+    augmentation a large part of each step (benchmarks/README.md, "Training steps").
     """
     _, h, w = image.shape
     coarse = torch.from_numpy(rng.normal(0.0, sigma, size=(1, 2, grid, grid)).astype(np.float32))
@@ -100,7 +106,7 @@ def elastic_deform_scipy(
     sigma: float = 10.0,
     grid: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`elastic_deform` as first written, with ``scipy.ndimage`` (about 10x slower).
+    """:func:`elastic_deform` as first written, with ``scipy.ndimage`` (slower; the recipe's).
 
     Kept because the bundled model was trained with it: its recipe
     (:mod:`.egg_recipe`, ``TrainConfig.legacy_elastic``) must reproduce it.
@@ -135,6 +141,23 @@ def jitter_intensity(
     return ((image - mean) * k + mean) * g + b
 
 
+def jitter_appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sometimes a Gaussian blur, sometimes a gamma curve: the focus and glow of other scans.
+
+    Slices differ in sharpness and in how far their stain's glow reaches past the tissue edge;
+    the labels stay as annotated, so the network learns to put the edge where annotators do
+    whatever the blur or the contrast curve (``benchmarks/README.md``, "The correction loop").
+    """
+    out = image
+    if rng.random() < BLUR_PROBABILITY:
+        sigma = float(rng.uniform(*BLUR_SIGMA))
+        out = np.stack([ndi.gaussian_filter(ch, sigma, mode="reflect") for ch in out])
+    if rng.random() < GAMMA_PROBABILITY:
+        gamma = float(np.exp(rng.uniform(-GAMMA_LOG_RANGE, GAMMA_LOG_RANGE)))
+        out = np.sign(out) * np.abs(out) ** gamma
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def permute_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Shuffle the channels (stains vary, e.g. between red and magenta)."""
     return np.ascontiguousarray(image[rng.permutation(image.shape[0])])
@@ -149,13 +172,14 @@ def augment_crop(
     channel_permutation: bool = True,
     network_channels: int | None = None,
     legacy_elastic: bool = False,
+    appearance: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flips/rotations, elastic deformation (sometimes), channel order and intensity jitter.
 
     With ``network_channels`` set, the image holds that many network channels followed by
     extra channels (e.g. the CRF's view of the image): geometric transforms apply to all,
     channel permutation and intensity jitter to the network channels only. ``legacy_elastic``
-    uses :func:`elastic_deform_scipy`.
+    uses :func:`elastic_deform_scipy`; ``appearance`` adds :func:`jitter_appearance`.
     """
     image, target = flip_rotate(image, target, rng)
     if rng.random() < elastic_probability:
@@ -165,6 +189,8 @@ def augment_crop(
     network, extra = image[:c], image[c:]
     if channel_permutation and c > 1:
         network = permute_channels(network, rng)
+    if appearance:
+        network = jitter_appearance(network, rng)
     return np.concatenate([jitter_intensity(network, rng), extra]), target
 
 
@@ -179,6 +205,7 @@ def sample_batch(
     network_channels: int | None = None,
     legacy_elastic: bool = False,
     weights: Sequence[float] | None = None,
+    appearance: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a batch of crops, from samples picked in proportion to their annotated pixels.
 
@@ -201,6 +228,7 @@ def sample_batch(
                 channel_permutation=channel_permutation,
                 network_channels=network_channels,
                 legacy_elastic=legacy_elastic,
+                appearance=appearance,
             )
         images.append(img)
         targets.append(tgt)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, writing_to
 from ..io.images import read_image
 from ..io.labels import read_labels, write_labels
 from ..io.locking import LOCK_NAME, folder_lock
@@ -124,7 +124,8 @@ class AnnotatedSet:
         if not (path / MANIFEST).is_file():
             _check_new_folder(path)
             _check_class_names(class_names)
-            path.mkdir(parents=True, exist_ok=True)
+            with writing_to(path, "annotated set"):
+                path.mkdir(parents=True, exist_ok=True)
         with folder_lock(path, what="annotated set"):
             if (path / MANIFEST).is_file():  # (another process may have just created it)
                 journal.recover(path)
@@ -186,7 +187,7 @@ class AnnotatedSet:
         pairs = find_plain_pairs(path / "images", path / "labels")
         items = []
         for name, (image, labels) in pairs.items():
-            stamp = _dt.datetime.fromtimestamp(labels.stat().st_mtime, _dt.timezone.utc)
+            stamp = _dt.datetime.fromtimestamp(labels.stat().st_mtime, _dt.UTC)
             items.append(
                 Item(
                     name,
@@ -303,14 +304,14 @@ class AnnotatedSet:
         if split is not None:
             validate_split(split)
         image, labels, mask = self._check_arrays(image, labels, corrected, name)
-        with folder_lock(self.path, what="annotated set"):
+        with writing_to(self.path, "annotated set"), folder_lock(self.path, what="annotated set"):
             self._reload()
             if name in self._items and not replace:
                 raise OutputExistsError(
                     f"the set {self.path} already has an item named {name!r}; "
                     "pass replace=True to update it or choose another name"
                 )
-            now = _dt.datetime.now(_dt.timezone.utc).isoformat()
+            now = _dt.datetime.now(_dt.UTC).isoformat()
             old = self._items.get(name)
             item = Item(
                 name,

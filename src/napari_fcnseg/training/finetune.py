@@ -68,6 +68,7 @@ class FineTuneSettings:
     validate_seconds: float = 15.0
     corrected_only: bool = False
     channel_permutation: bool = False
+    appearance: bool = False
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
@@ -96,6 +97,7 @@ class FineTuneSettings:
             scale=self.scale,
             corrected_only=self.corrected_only,
             channel_permutation=self.channel_permutation,
+            appearance=self.appearance,
             device=self.device,
             precision=self.precision,
             channels_last=_channels_last(self.device),

@@ -7,151 +7,26 @@ trains a deep copy, so closing the generator (cancel) leaves the caller's model 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import math
 import time
 from collections.abc import Generator, Sequence
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core.device import PRECISIONS, resolve_device, training_precision
+from ..core.device import resolve_device, training_precision
 from ..core.progress import Progress
-from ..core.rescale import check_scale
 from ..errors import InputError
-from ..model.checkpoint import SegmentationModel, save_model
+from ..model.checkpoint import SegmentationModel
 from ._averaging import WeightAverage
-from ._batchnorm import recalibrate_batchnorm
-from ._validation import validate
+from ._run import Run, channel_permutation_for, crop_size, validate_run, validation_event
 from .augment import sample_batch
-from .losses import LOSSES, segmentation_loss
+from .config import COSINE_FLOOR, DEFAULT_MAX_STEPS, TrainConfig
+from .losses import segmentation_loss
 from .samples import PreparedSample, TrainingSample, check_sample, prepare_sample
-
-#: Steps run when neither epochs, max_steps nor max_seconds is given.
-DEFAULT_MAX_STEPS = 1000
-SCHEDULES = ("constant", "cosine")
-#: The cosine schedule ends at this fraction of the learning rate.
-COSINE_FLOOR = 0.05
-
-
-@dataclass
-class TrainConfig:
-    """Settings of :func:`fit`.
-
-    The run stops at the first of ``epochs`` (one epoch = enough crops to cover the annotated
-    pixels once), ``max_steps``, ``max_seconds`` (whole run, CRF phase included) and early
-    stopping (``patience`` validations without a better validation IoU). With none of the first
-    three, :data:`DEFAULT_MAX_STEPS` steps. ``precision`` is that of the U-Net phase's
-    forward and backward passes: ``"float32"``, ``"bfloat16"`` (autocast; weights, loss and
-    validation stay float32) or ``"auto"`` (bfloat16 where the processor computes it natively,
-    see :func:`training_precision`); ``channels_last`` runs those steps in the channels-last
-    memory layout (faster convolutions; the returned model is in the usual layout).
-    ``schedule`` is ``"constant"`` or ``"cosine"`` (the learning rate falls along a half cosine
-    to 5% of ``learning_rate`` at the first of the step limit and the time budget).
-    ``recalibrate_batchnorm`` re-estimates BatchNorm statistics on un-augmented training crops
-    before every validation (see :mod:`._batchnorm`); ``freeze_batchnorm`` instead keeps the
-    starting model's statistics and normalises training batches with them (a fine-tune on one or
-    two slices: their batch statistics describe a few crops, not the imaging mode). ``l2sp``
-    adds ``l2sp * sum((w - w_start) ** 2)`` to the loss, pulling the weights toward the starting
-    model's (L2-SP); ``encoder_lr_factor`` scales the learning rate of the U-Net's encoder.
-    ``ema_decay`` (e.g. 0.99) validates and returns an exponential moving average of the
-    weights, and ``interpolation`` below 1 the weights that far from the start toward the
-    trained ones (see :mod:`._averaging`). ``validate_start`` scores the starting weights before
-    the first step, so they are candidate zero of the checkpoint selection: the returned model
-    is the start unless a later validation beat it. ``validate_seconds`` also validates whenever
-    that many seconds passed since the last validation (time budgets, where the step count is
-    unknown). ``scale`` sets the trained model's working scale (images resized by it before the
-    network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the starting model's.
-    ``legacy_elastic`` resamples elastic deformations with SciPy as the bundled model's recipe
-    did (10x slower, same distribution). ``crf_*`` settings apply to the joint U-Net + CRF phase
-    run after the U-Net phase when ``train_crf`` is set.
-    """
-
-    epochs: int | None = None
-    max_steps: int | None = None
-    max_seconds: float | None = None
-    batch_size: int = 8
-    crop: int = 256
-    learning_rate: float = 1e-3
-    loss: str = "dice_ce"
-    corrected_only: bool = False
-    corrected_margin: int = 16
-    validate_every: int = 25
-    patience: int = 10
-    seed: int = 0
-    device: str = "auto"
-    augment: bool = True
-    precision: str = "auto"
-    channels_last: bool = True
-    schedule: str = "constant"
-    recalibrate_batchnorm: bool = True
-    freeze_batchnorm: bool = False
-    l2sp: float = 0.0
-    encoder_lr_factor: float = 1.0
-    ema_decay: float | None = None
-    interpolation: float = 1.0
-    validate_start: bool = False
-    validate_seconds: float | None = None
-    scale: float | None = None
-    legacy_elastic: bool = False
-    train_crf: bool = False
-    channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
-    validation_tile: int = 1024
-    crf_steps: int = 60
-    crf_batch_size: int = 4
-    crf_crop: int = 128
-    crf_learning_rate: float = 1e-2
-    crf_iterations: int = 5
-    crf_time_fraction: float = 0.3
-    crf_validate_every: int = 20
-
-    def check(self) -> None:
-        """Raise :class:`InputError` naming the first unusable setting."""
-        positive = {
-            "batch_size": self.batch_size,
-            "crop": self.crop,
-            "validate_every": self.validate_every,
-            "patience": self.patience,
-            "learning_rate": self.learning_rate,
-            "crf_batch_size": self.crf_batch_size,
-            "crf_crop": self.crf_crop,
-            "crf_validate_every": self.crf_validate_every,
-        }
-        optional = {
-            "epochs": self.epochs,
-            "max_steps": self.max_steps,
-            "max_seconds": self.max_seconds,
-            "validate_seconds": self.validate_seconds,
-        }
-        for key, value in [*positive.items(), *optional.items()]:
-            if value is not None and not value > 0:
-                raise InputError(f"training setting {key}={value!r} must be positive")
-        if self.schedule not in SCHEDULES:
-            raise InputError(
-                f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}"
-            )
-        if self.precision not in PRECISIONS:
-            raise InputError(
-                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
-            )
-        if self.loss not in LOSSES:
-            raise InputError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
-        if self.scale is not None:
-            check_scale(self.scale, "training setting scale")
-        if self.corrected_margin < 0 or self.crf_steps < 0:
-            raise InputError("corrected_margin and crf_steps must be >= 0")
-        if not self.l2sp >= 0 or not self.encoder_lr_factor >= 0:
-            raise InputError("training settings l2sp and encoder_lr_factor must be >= 0")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise InputError(f"training setting ema_decay={self.ema_decay!r} must be in (0, 1)")
-        if not 0.0 < self.interpolation <= 1.0:
-            raise InputError(
-                f"training setting interpolation={self.interpolation!r} must be in (0, 1]"
-            )
 
 
 @dataclass
@@ -181,82 +56,6 @@ class TrainResult:
         if self.start_val_iou is None:
             return True
         return self.best_val_iou is not None and self.best_val_iou > self.start_val_iou
-
-
-@dataclass
-class _Run:
-    """State shared by the phases of one :func:`fit` call."""
-
-    net: SegmentationModel
-    config: TrainConfig
-    device: torch.device
-    rng: np.random.Generator
-    start: float
-    val: Sequence[TrainingSample]
-    val_targets: list[PreparedSample]
-    checkpoint_dir: Path | None
-    provenance: dict[str, Any]
-    train_targets: list[PreparedSample]
-    train_weights: list[float] | None = None
-    step: int = 0
-    best_iou: float | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    best_info_crf: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    trained_iou: float | None = None
-    trained_state: dict[str, torch.Tensor] | None = None
-    averaging: WeightAverage | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def record(self, phase: str, loss: float, scores: dict[str, float], with_crf: bool) -> bool:
-        """Log a validation; keep the weights and save checkpoints; True when it improved."""
-        iou = scores["iou"]
-        improved = not math.isnan(iou) and (self.best_iou is None or iou > self.best_iou + 1e-4)
-        self.history.append(
-            {
-                "step": self.step,
-                "phase": phase,
-                "loss": loss,
-                "val_iou": iou,
-                "val_class_iou": scores["class_iou"],
-                "crf": with_crf,
-                "elapsed": self.elapsed,
-            }
-        )
-        if improved:
-            self.best_iou = iou
-            self.best_state = self._state()
-            self.best_info_crf = copy.deepcopy(self.net.info.crf)
-        trained_better = not math.isnan(iou) and (
-            self.trained_iou is None or iou > self.trained_iou + 1e-4
-        )
-        if self.config.validate_start and phase == "unet" and trained_better:
-            self.trained_iou, self.trained_state = iou, self._state()
-        if self.checkpoint_dir is not None:
-            self.net.info.provenance = self.describe(iou, scores["class_iou"])
-            save_model(self.net, self.checkpoint_dir / "latest.safetensors", overwrite=True)
-            if improved:
-                save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
-        return improved
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-
-    def describe(self, iou: float | None, class_iou: float | None = None) -> dict[str, Any]:
-        """Provenance for the model file (``save_model`` adds ``saved``)."""
-        return {
-            **self.provenance,
-            "trained": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "steps": self.step,
-            "val_iou": iou,
-            "val_class_iou": class_iou,
-            "seed": self.config.seed,
-            "seconds": round(self.elapsed, 1),
-            "config": asdict(self.config),
-        }
 
 
 def fit(
@@ -347,7 +146,7 @@ def fit(
         "data": [s.name for s in train][:100],
         **(provenance or {}),
     }
-    run = _Run(
+    run = Run(
         copy.deepcopy(model).to(device),
         config,
         device,
@@ -403,11 +202,11 @@ def _finished(net: SegmentationModel) -> SegmentationModel:
 
 
 def _unet_phase(
-    run: _Run, targets: list[PreparedSample], note: str
+    run: Run, targets: list[PreparedSample], note: str
 ) -> Generator[Progress, None, bool]:
     config, net = run.config, run.net
-    crop = _crop_size(net, targets, config.crop)
-    permute = _channel_permutation(config, net.info.in_channels)
+    crop = crop_size(net, targets, config.crop)
+    permute = channel_permutation_for(config, net.info.in_channels)
     annotated = sum(t.valid_pixels for t in targets)
     per_epoch = max(1, math.ceil(annotated / crop**2 / config.batch_size))
     limits = [n for n in (config.max_steps, config.epochs and config.epochs * per_epoch) if n]
@@ -428,9 +227,9 @@ def _unet_phase(
     validated_at, validated_time, validation_cost = -1, run.elapsed, 0.0
     if config.validate_start:
         t0 = time.monotonic()
-        val_iou, val_class, _ = _validate(run, loss_value, phase="start")
+        val_iou, val_class, _ = validate_run(run, loss_value, phase="start")
         validation_cost, validated_at, validated_time = time.monotonic() - t0, 0, run.elapsed
-        yield _validation_event(run, max_steps or 0, loss_value, val_iou, val_class, note)
+        yield validation_event(run, max_steps or 0, loss_value, val_iou, val_class, note)
     _train_mode(net, config)
     step_times: list[float] = []
     while max_steps is None or run.step < max_steps:
@@ -452,6 +251,7 @@ def _unet_phase(
             channel_permutation=permute,
             legacy_elastic=config.legacy_elastic,
             weights=run.train_weights,
+            appearance=config.appearance,
         )
         optimizer.zero_grad(set_to_none=True)
         inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=layout)
@@ -480,21 +280,21 @@ def _unet_phase(
         )
         if run.step % config.validate_every == 0 or due:
             t0 = time.monotonic()
-            val_iou, val_class, improved = _validate(run, loss_value)
+            val_iou, val_class, improved = validate_run(run, loss_value)
             validation_cost, validated_at, validated_time = (
                 time.monotonic() - t0,
                 run.step,
                 run.elapsed,
             )
             stale = 0 if improved else stale + 1
-            yield _validation_event(run, total, loss_value, val_iou, val_class, note)
+            yield validation_event(run, total, loss_value, val_iou, val_class, note)
             _train_mode(net, config)
             if stale >= config.patience:
                 run.averaging = None
                 return True
     if validated_at != run.step and run.step > 0:
-        val_iou, val_class, _ = _validate(run, loss_value)
-        yield _validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
+        val_iou, val_class, _ = validate_run(run, loss_value)
+        yield validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
     run.averaging = None  # a CRF phase goes on from the raw weights
     return False
 
@@ -540,7 +340,7 @@ def _l2sp(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor
     )
 
 
-def _progress_fraction(run: _Run, max_steps: int | None, deadline: float | None) -> float:
+def _progress_fraction(run: Run, max_steps: int | None, deadline: float | None) -> float:
     """How far the U-Net phase has come, in [0, 1]: the larger of steps and time used."""
     fractions = [0.0]
     if max_steps:
@@ -555,69 +355,7 @@ def _cosine(done: float) -> float:
     return COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
-def _crop_size(net: SegmentationModel, targets: Sequence[PreparedSample], wanted: int) -> int:
-    """``wanted``, at most the largest image side, rounded up to the network's multiple."""
-    multiple = net.required_multiple
-    largest = max(max(t.image.shape[1:]) for t in targets)
-    return -(-min(wanted, largest) // multiple) * multiple
-
-
-def _channel_permutation(config: TrainConfig, channels: int) -> bool:
-    """Whether to permute channels: as configured, else only for 3-channel (RGB) images."""
-    permute = config.channel_permutation
-    return channels == 3 if permute is None else permute
-
-
-def _validate(
-    run: _Run, loss: float, *, with_crf: bool = False, phase: str | None = None
-) -> tuple[float, float, bool]:
-    """Validate (through the CRF layer with ``with_crf``) and record it in ``run``.
-
-    ``phase`` names the entry in the history (default ``"crf"`` or ``"unet"``; ``"start"`` for
-    the starting weights, whose BatchNorm statistics are kept as they are). Returns the
-    foreground IoU, the class IoU and whether the IoU improved.
-    """
-    config = run.config
-    if config.recalibrate_batchnorm and not config.freeze_batchnorm and phase != "start":
-        recalibrate_batchnorm(
-            run.net,
-            run.train_targets,
-            crop=_crop_size(run.net, run.train_targets, config.crop),
-            batch_size=config.batch_size,
-            device=run.device,
-            seed=config.seed + run.step,
-        )
-    swap = run.averaging.swapped_in(run.net) if run.averaging is not None else nullcontext()
-    with swap:  # the averaged weights are the ones scored, kept and returned
-        scores = validate(
-            run.net,
-            run.val,
-            run.val_targets,
-            run.device,
-            tile=run.config.validation_tile,
-            with_crf=with_crf,
-        )
-        name = phase or ("crf" if with_crf else "unet")
-        improved = run.record(name, loss, scores, with_crf=with_crf)
-    return scores["iou"], scores["class_iou"], improved
-
-
-def _validation_event(
-    run: _Run, total: int, loss: float, iou: float, class_iou: float, note: str, phase: str = ""
-) -> Progress:
-    best = f"{run.best_iou:.3f}" if run.best_iou is not None else "-"
-    message = f"step {run.step}: validation IoU {iou:.3f} (best {best}){note}"
-    info = {
-        "loss": loss,
-        "val_iou": iou,
-        "val_class_iou": class_iou,
-        "phase": "validate",
-        "elapsed": run.elapsed,
-    }
-    return Progress(run.step, total, message, info)
-
-
-def _total(run: _Run, max_steps: int | None, deadline: float | None, times: list[float]) -> int:
+def _total(run: Run, max_steps: int | None, deadline: float | None, times: list[float]) -> int:
     """Estimate the steps of the U-Net phase, from the step time under a time budget."""
     estimate = max_steps
     if deadline is not None and times:

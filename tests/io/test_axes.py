@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fcnseg.core.axes import infer_layout, to_zyxc
 from napari_fcnseg.errors import InputError
+from napari_fcnseg.io.axes import infer_layout, to_zyxc
 
 
 @pytest.mark.parametrize(

@@ -106,8 +106,8 @@ def infer_layout(
             return Layout("ZCYX")
     raise InputError(
         f"cannot tell the axes of an image shaped {tuple(shape)}: napari-fcnseg reads 2D images "
-        "(YX, YXC) and stacks (ZYX, ZYXC); name the axes (e.g. --axes ZCYX) or save the image "
-        "with ImageJ/OME axes metadata"
+        "(YX, YXC) and stacks (ZYX, ZYXC); name its axes (e.g. ZCYX: fcnseg's --axes) or save "
+        "the image with ImageJ/OME axes metadata"
     )
 
 

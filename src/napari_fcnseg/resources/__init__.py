@@ -1,0 +1,1 @@
+"""Files the plugin ships besides code: the icon of its manifest."""

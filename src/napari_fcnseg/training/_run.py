@@ -1,0 +1,166 @@
+"""The state of one :func:`~.trainer.fit` call, shared by its U-Net and CRF phases.
+
+:class:`Run` keeps the step count, the clock, the best weights and the history, and saves the
+checkpoints; :func:`validate_run` scores the current (or averaged) weights and records them.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.progress import Progress
+from ..model.checkpoint import SegmentationModel, save_model
+from ._averaging import WeightAverage
+from ._batchnorm import recalibrate_batchnorm
+from ._validation import validate
+from .config import TrainConfig
+from .samples import PreparedSample, TrainingSample
+
+
+@dataclass
+class Run:
+    """State shared by the phases of one :func:`fit` call."""
+
+    net: SegmentationModel
+    config: TrainConfig
+    device: torch.device
+    rng: np.random.Generator
+    start: float
+    val: Sequence[TrainingSample]
+    val_targets: list[PreparedSample]
+    checkpoint_dir: Path | None
+    provenance: dict[str, Any]
+    train_targets: list[PreparedSample]
+    train_weights: list[float] | None = None
+    step: int = 0
+    best_iou: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_info_crf: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    trained_iou: float | None = None
+    trained_state: dict[str, torch.Tensor] | None = None
+    averaging: WeightAverage | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def record(self, phase: str, loss: float, scores: dict[str, float], with_crf: bool) -> bool:
+        """Log a validation; keep the weights and save checkpoints; True when it improved."""
+        iou = scores["iou"]
+        improved = not math.isnan(iou) and (self.best_iou is None or iou > self.best_iou + 1e-4)
+        self.history.append(
+            {
+                "step": self.step,
+                "phase": phase,
+                "loss": loss,
+                "val_iou": iou,
+                "val_class_iou": scores["class_iou"],
+                "crf": with_crf,
+                "elapsed": self.elapsed,
+            }
+        )
+        if improved:
+            self.best_iou = iou
+            self.best_state = self._state()
+            self.best_info_crf = copy.deepcopy(self.net.info.crf)
+        trained_better = not math.isnan(iou) and (
+            self.trained_iou is None or iou > self.trained_iou + 1e-4
+        )
+        if self.config.validate_start and phase == "unet" and trained_better:
+            self.trained_iou, self.trained_state = iou, self._state()
+        if self.checkpoint_dir is not None:
+            self.net.info.provenance = self.describe(iou, scores["class_iou"])
+            save_model(self.net, self.checkpoint_dir / "latest.safetensors", overwrite=True)
+            if improved:
+                save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
+        return improved
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+
+    def describe(self, iou: float | None, class_iou: float | None = None) -> dict[str, Any]:
+        """Provenance for the model file (``save_model`` adds ``saved``)."""
+        return {
+            **self.provenance,
+            "trained": _dt.datetime.now(_dt.UTC).isoformat(),
+            "steps": self.step,
+            "val_iou": iou,
+            "val_class_iou": class_iou,
+            "seed": self.config.seed,
+            "seconds": round(self.elapsed, 1),
+            "config": asdict(self.config),
+        }
+
+
+def crop_size(net: SegmentationModel, targets: Sequence[PreparedSample], wanted: int) -> int:
+    """``wanted``, at most the largest image side, rounded up to the network's multiple."""
+    multiple = net.required_multiple
+    largest = max(max(t.image.shape[1:]) for t in targets)
+    return -(-min(wanted, largest) // multiple) * multiple
+
+
+def channel_permutation_for(config: TrainConfig, channels: int) -> bool:
+    """Whether to permute channels: as configured, else only for 3-channel (RGB) images."""
+    permute = config.channel_permutation
+    return channels == 3 if permute is None else permute
+
+
+def validate_run(
+    run: Run, loss: float, *, with_crf: bool = False, phase: str | None = None
+) -> tuple[float, float, bool]:
+    """Validate (through the CRF layer with ``with_crf``) and record it in ``run``.
+
+    ``phase`` names the entry in the history (default ``"crf"`` or ``"unet"``; ``"start"`` for
+    the starting weights, whose BatchNorm statistics are kept as they are). Returns the
+    foreground IoU, the class IoU and whether the IoU improved.
+    """
+    config = run.config
+    if config.recalibrate_batchnorm and not config.freeze_batchnorm and phase != "start":
+        recalibrate_batchnorm(
+            run.net,
+            run.train_targets,
+            crop=crop_size(run.net, run.train_targets, config.crop),
+            batch_size=config.batch_size,
+            device=run.device,
+            seed=config.seed + run.step,
+        )
+    swap = run.averaging.swapped_in(run.net) if run.averaging is not None else nullcontext()
+    with swap:  # the averaged weights are the ones scored, kept and returned
+        scores = validate(
+            run.net,
+            run.val,
+            run.val_targets,
+            run.device,
+            tile=run.config.validation_tile,
+            with_crf=with_crf,
+        )
+        name = phase or ("crf" if with_crf else "unet")
+        improved = run.record(name, loss, scores, with_crf=with_crf)
+    return scores["iou"], scores["class_iou"], improved
+
+
+def validation_event(
+    run: Run, total: int, loss: float, iou: float, class_iou: float, note: str, phase: str = ""
+) -> Progress:
+    best = f"{run.best_iou:.3f}" if run.best_iou is not None else "-"
+    message = f"step {run.step}: validation IoU {iou:.3f} (best {best}){note}"
+    info = {
+        "loss": loss,
+        "val_iou": iou,
+        "val_class_iou": class_iou,
+        "phase": "validate",
+        "elapsed": run.elapsed,
+    }
+    return Progress(run.step, total, message, info)

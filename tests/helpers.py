@@ -1,0 +1,72 @@
+"""Helpers the tests share: tiny models, toy images and crafted files (no fixtures here)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage import io as skio
+
+from napari_fcnseg.model.checkpoint import SegmentationModel
+from napari_fcnseg.training.samples import TrainingSample
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drosophila_ovary"
+
+
+def make_tiny_model(in_channels: int = 3, num_classes: int = 2, seed: int = 0) -> SegmentationModel:
+    """A depth-3, 8-feature U-Net (about 23k parameters) with non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    names = ["background"] + [f"class {i}" for i in range(1, num_classes)]
+    model = SegmentationModel.create(names, in_channels, depth=3, base_features=8)
+    model.train()
+    with torch.no_grad():  # a few forward passes give BatchNorm running statistics
+        for _ in range(3):
+            model(torch.rand(2, in_channels, 64, 64))
+    return model.eval()
+
+
+def disks(seed: int, size: int = 64, channels: int = 3) -> TrainingSample:
+    """Bright disks (label 1) on a dark, noisy background."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.uint8)
+    for _ in range(3):
+        cy, cx = r.integers(10, size - 10, 2).tolist()
+        rad = int(r.integers(5, 12))
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = 1
+    noise = r.normal(60, 20, (size, size, channels))
+    image = (labels[..., None] * 120 + noise).clip(0, 255).astype(np.uint8)
+    return TrainingSample(image if channels > 1 else image[..., 0], labels, name=f"disks{seed}")
+
+
+def small_model(depth: int = 2, seed: int = 0, channels: int = 3) -> SegmentationModel:
+    torch.manual_seed(seed)
+    return SegmentationModel.create(["background", "egg"], channels, depth=depth, base_features=8)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def huge_png(width: int = 1_000_000, height: int = 1_000_000) -> bytes:
+    """A valid-looking 100-byte RGB PNG that declares ``width`` x ``height`` pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def huge_jpeg(path: Path, side: int = 65_000) -> None:
+    """A small JPEG whose frame header is patched to declare ``side`` x ``side`` pixels."""
+    skio.imsave(path, np.zeros((16, 16, 3), np.uint8), check_contrast=False)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
