@@ -3,10 +3,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from napari.layers import Labels
+from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 
 from napari_fcnseg._qt.layers import record_of
+from napari_fcnseg.core.uncertainty import entropy_uncertainty
 from tests._qt.helpers import SEGMENT_DOCK, disk_image, errors, run
 
 
@@ -46,6 +47,40 @@ def test_segment_2d_adds_labels_with_probabilities(qtbot, viewer, segment):
     assert record.image_name == "cells" and record.class_names[0] == "background"
     np.testing.assert_array_equal(record.prediction, layer.data)
     assert viewer.layers.selection.active is layer
+
+
+def test_show_uncertainty_adds_an_image_layer(qtbot, viewer, segment):
+    image, _ = disk_image()
+    viewer.add_image(image, name="cells", rgb=True, scale=(0.5, 0.5))
+    segment.uncertainty.value = True
+    run(qtbot, segment)
+    unsure = viewer.layers["cells uncertainty"]
+    assert isinstance(unsure, Image) and unsure.data.shape == (64, 64)
+    assert unsure.data.dtype == np.float32 and 0 <= unsure.data.min() <= unsure.data.max() <= 1
+    np.testing.assert_allclose(
+        unsure.data, entropy_uncertainty(record_of(viewer.layers["cells labels"]).probabilities)
+    )
+    assert tuple(unsure.scale) == (0.5, 0.5) and unsure.colormap.name == "magma"
+    assert viewer.layers.selection.active is viewer.layers["cells labels"]
+    offered = [c for c in segment.image.choices if c is not None]
+    assert offered == [viewer.layers["cells"]]  # the map is not offered as an image
+    run(qtbot, segment)  # again: the layer is reused, not duplicated
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells labels", "cells uncertainty"]
+
+
+def test_uncertainty_of_one_slice_of_a_stack(qtbot, viewer, segment):
+    stack = np.stack([disk_image(seed=s)[0][..., 0] for s in range(3)])
+    viewer.add_image(stack, name="stack")
+    segment.scope.value = "slice"
+    segment.uncertainty.value = True
+    viewer.dims.set_point(0, 1)
+    run(qtbot, segment)
+    unsure = viewer.layers["stack uncertainty"]
+    assert unsure.data.shape == (3, 64, 64)
+    assert unsure.data[1].max() > 0 and unsure.data[0].max() == 0 and unsure.data[2].max() == 0
+    viewer.dims.set_point(0, 2)
+    run(qtbot, segment)
+    assert viewer.layers["stack uncertainty"] is unsure and unsure.data[2].max() > 0
 
 
 def test_rerun_reuses_an_unedited_layer_and_keeps_edits(qtbot, viewer, segment, notifications):

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Key of the :class:`PredictionRecord` in a Labels layer's ``metadata``.
 RECORD_KEY = "fcnseg"
+#: Metadata key of the plugin's uncertainty layers (value: the image they describe).
+UNCERTAINTY_KEY = "fcnseg_uncertainty_of"
 
 L = TypeVar("L", Image, Labels)
 
@@ -68,12 +70,15 @@ def layer_choices(
 ) -> list[tuple[str, L]]:
     """Return (name, layer) for the viewer's layers of type ``kind``.
 
-    With ``plugin_only``, only layers that carry the plugin's :class:`PredictionRecord`.
+    With ``plugin_only``, only layers that carry the plugin's :class:`PredictionRecord`. The
+    plugin's uncertainty maps are not offered as images.
     """
     return [
         (layer.name, layer)
         for layer in viewer.layers
-        if isinstance(layer, kind) and (not plugin_only or record_of(layer) is not None)
+        if isinstance(layer, kind)
+        and (not plugin_only or record_of(layer) is not None)
+        and UNCERTAINTY_KEY not in layer.metadata
     ]
 
 
@@ -161,6 +166,51 @@ def write_labels(
         scale=like.scale[-data.ndim :],
         translate=like.translate[-data.ndim :],
         metadata={RECORD_KEY: record},
+    )
+
+
+def write_uncertainty(
+    viewer: napari.Viewer,
+    name: str,
+    uncertainty: np.ndarray,
+    like: Image | Labels,
+    z: int | None = None,
+    depth: int | None = None,
+) -> Image:
+    """Show a per-pixel uncertainty map (0-1) as the Image layer ``name`` above the labels.
+
+    With ``z``, ``uncertainty`` is one (Y, X) slice of a stack of ``depth`` slices: it goes into
+    that slice of the layer (created with zeros elsewhere). The map is drawn in "magma" over
+    the image and labels (additive blending), so bright means unsure.
+    """
+    if z is None:
+        data = np.asarray(uncertainty, dtype=np.float32)
+    else:
+        shape = (int(depth or 0), *uncertainty.shape)
+        existing = viewer.layers[name] if name in viewer.layers else None
+        if isinstance(existing, Image) and existing.data.shape == shape:
+            existing.data[z] = uncertainty
+            existing.refresh()
+            existing.visible = True
+            return existing
+        data = np.zeros(shape, dtype=np.float32)
+        data[z] = uncertainty
+    if name in viewer.layers and isinstance(viewer.layers[name], Image):
+        layer = viewer.layers[name]
+        assert isinstance(layer, Image)
+        layer.data = data
+        layer.visible = True
+        return layer
+    return viewer.add_image(
+        data,
+        name=unique_name(viewer, name) if name in viewer.layers else name,
+        scale=like.scale[-data.ndim :],
+        translate=like.translate[-data.ndim :],
+        colormap="magma",
+        contrast_limits=(0.0, 1.0),
+        blending="additive",
+        opacity=0.7,
+        metadata={UNCERTAINTY_KEY: like.name},
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.types import FileDialogMode
-from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error
 
@@ -22,11 +22,19 @@ from ..core.device import DEVICE_CHOICES
 from ..core.edits import PredictionRecord
 from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to_labels
 from ..core.progress import Progress
+from ..core.uncertainty import entropy_uncertainty
 from ..errors import FcnsegError, InputError, ModelFileError
 from ..model.checkpoint import load_model
 from ..model.default import default_model_path
 from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
-from .layers import current_slice, image_data, is_stack, layer_choices, write_labels
+from .layers import (
+    current_slice,
+    image_data,
+    is_stack,
+    layer_choices,
+    write_labels,
+    write_uncertainty,
+)
 from .shared import MODELS
 from .workers import JobRunner
 
@@ -47,6 +55,8 @@ class SegmentResult:
     probabilities: np.ndarray
     class_names: list[str]
     model: str
+    #: Per-pixel normalised entropy (0 sure, 1 undecided) when asked for, else ``None``.
+    uncertainty: np.ndarray | None = None
 
 
 def segment_job(
@@ -58,10 +68,12 @@ def segment_job(
     tile: int,
     device: str,
     source: str = "image",
+    uncertainty: bool = False,
 ) -> Generator[Progress, None, SegmentResult]:
     """Load the model and predict the image (or its slice ``z``): the worker's job.
 
-    ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``).
+    ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``); with
+    ``uncertainty`` the result also holds the per-pixel uncertainty (computed in the worker).
     """
     yield Progress(0, 0, "loading the model")
     model = load_model(model_path)
@@ -72,7 +84,8 @@ def segment_job(
         model, image, axes=axes, tile=tile, device=device, source=source
     )
     labels = probabilities_to_labels(probs)
-    return SegmentResult(labels, probs, list(model.info.class_names), str(model_path))
+    unsure = entropy_uncertainty(probs) if uncertainty else None
+    return SegmentResult(labels, probs, list(model.info.class_names), str(model_path), unsure)
 
 
 class SegmentWidget(Container):
@@ -98,6 +111,11 @@ class SegmentWidget(Container):
         )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)
+        self.uncertainty = CheckBox(text="show uncertainty", value=False)
+        self.uncertainty.tooltip = (
+            "Also add an image of how unsure the model is per pixel (0 sure, 1 undecided): "
+            "bright where a correction would teach it most"
+        )
         self.run_button, self.cancel_button, buttons = run_buttons("Segment")
         super().__init__(
             widgets=[
@@ -107,6 +125,7 @@ class SegmentWidget(Container):
                 self.model_file,
                 self.device,
                 self.tile,
+                self.uncertainty,
                 buttons,
             ]
         )
@@ -201,6 +220,7 @@ class SegmentWidget(Container):
                 tile=int(self.tile.value),
                 device=str(self.device.value),
                 source=f"image layer {layer.name!r}",
+                uncertainty=bool(self.uncertainty.value),
             )
         except FcnsegError as exc:
             show_error(str(exc))
@@ -223,4 +243,14 @@ class SegmentWidget(Container):
         labels_layer = write_labels(
             self._viewer, f"{layer.name} labels", result.labels, record, like=layer, z=z
         )
+        if result.uncertainty is not None:
+            depth = int(layer.data.shape[0]) if z is not None else None
+            write_uncertainty(
+                self._viewer,
+                f"{layer.name} uncertainty",
+                result.uncertainty,
+                like=layer,
+                z=z,
+                depth=depth,
+            )
         self._viewer.layers.selection.active = labels_layer
