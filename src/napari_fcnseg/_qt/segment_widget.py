@@ -244,13 +244,12 @@ class SegmentWidget(Container):
             self._viewer, f"{layer.name} labels", result.labels, record, like=layer, z=z
         )
         if result.uncertainty is not None:
-            depth = int(layer.data.shape[0]) if z is not None else None
             write_uncertainty(
                 self._viewer,
                 f"{layer.name} uncertainty",
                 result.uncertainty,
                 like=layer,
                 z=z,
-                depth=depth,
+                depth=None if z is None else int(layer.data.shape[0]),
             )
         self._viewer.layers.selection.active = labels_layer
