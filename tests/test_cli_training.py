@@ -8,10 +8,13 @@ import tifffile
 import torch
 from skimage import io as skio
 
-from napari_fcnseg import _cli_training
+from napari_fcnseg.cli import add as add_command
+from napari_fcnseg.cli import train as train_command
 from napari_fcnseg.errors import FcnsegError
 from napari_fcnseg.model.checkpoint import load_model
 from napari_fcnseg.training.dataset import MANIFEST, AnnotatedSet
+
+COMMANDS = {"train": train_command, "add": add_command}
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +28,12 @@ def one_torch_thread():
 def fcnseg(*argv: str) -> int:
     """Parse and run like ``fcnseg`` does (errors: one line on stderr, exit code 2)."""
     parser = argparse.ArgumentParser(prog="fcnseg")
-    _cli_training.add_parsers(parser.add_subparsers(dest="command", required=True))
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS.values():
+        command.add_parser(commands)
     args = parser.parse_args([str(a) for a in argv])
     try:
-        return _cli_training.run(args)
+        return COMMANDS[args.command].run(args)
     except FcnsegError as exc:
         print(f"fcnseg: error: {exc}", file=sys.stderr)
         return 2

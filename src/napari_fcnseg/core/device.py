@@ -5,10 +5,15 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
+from .choices import DEVICE_CHOICES, PRECISIONS
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-#: Settings of the training arithmetic (see :func:`training_precision`).
-PRECISIONS = ("auto", "float32", "bfloat16")
+__all__ = [
+    "DEVICE_CHOICES",
+    "PRECISIONS",
+    "available_devices",
+    "resolve_device",
+    "training_precision",
+]
 
 
 def training_precision(setting: str, device: torch.device) -> torch.dtype:

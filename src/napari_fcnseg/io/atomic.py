@@ -48,8 +48,8 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(
-            f"{path} already exists; pass --overwrite (or overwrite=True) to replace it, "
-            "or choose another output folder"
+            f"{path} already exists; choose another output folder, or allow overwriting to "
+            "replace it (fcnseg's --overwrite, overwrite=True in Python)"
         )
     return path
 
@@ -89,8 +89,8 @@ def _move_no_clobber(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise OutputExistsError(
-            f"{path} appeared while it was being written; nothing was overwritten. "
-            "Pass --overwrite to replace it."
+            f"{path} appeared while it was being written; nothing was overwritten. Allow "
+            "overwriting to replace it (fcnseg's --overwrite, overwrite=True in Python)."
         ) from None
     except OSError:
         # File systems without hard links: check, then rename (a small race remains).

@@ -314,8 +314,8 @@ def _move_dir_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
         if not overwrite:
             shutil.rmtree(tmp, ignore_errors=True)
             raise OutputExistsError(
-                f"{path} appeared while it was being written; nothing was overwritten. "
-                "Pass --overwrite to replace it."
+                f"{path} appeared while it was being written; nothing was overwritten. Allow "
+                "overwriting to replace it (fcnseg's --overwrite, overwrite=True in Python)."
             )
         trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
         old = trash / path.name
@@ -333,5 +333,6 @@ def _move_dir_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     except OSError as exc:
         raise OutputExistsError(
             f"{path} appeared while it was being written ({exc.strerror}); nothing was "
-            "overwritten. Pass --overwrite to replace it."
+            "overwritten. Allow overwriting to replace it (fcnseg's --overwrite, "
+            "overwrite=True in Python)."
         ) from None

@@ -68,7 +68,10 @@ def refine_with_model_crf(
     """Run ``model``'s trained CRF over the (K, Y, X) probabilities of a whole 2D image."""
     crf = model_crf(model)
     if crf is None:
-        raise ModelFileError("this model has no trained CRF layer; train one with --crf")
+        raise ModelFileError(
+            "this model has no trained CRF layer; train one jointly with the U-Net "
+            "(fcnseg's train --crf, TrainConfig.train_crf)"
+        )
     dev = torch.device(device) if isinstance(device, str) else device
     crf = crf.to(dev).eval()
     with torch.no_grad():

@@ -298,7 +298,7 @@ class AnnotatedSet:
         if self.plain:
             raise InputError(
                 f"{self.path} is a plain images/ + labels/ folder, which is read-only; "
-                "add items to an annotated set (fcnseg add --set NEWDIR) instead"
+                "add the items to an annotated set in another folder instead"
             )
         check_item_name(name)
         if split is not None:
@@ -478,7 +478,7 @@ def _check_class_names(class_names: list[str]) -> None:
     if len(class_names) < 2 or len(class_names) >= IGNORE_LABEL:
         raise InputError(
             f"a set needs 2 to {IGNORE_LABEL - 1} class names (background first), got "
-            f"{len(class_names)}: e.g. --class-names background,egg"
+            f"{len(class_names)}: e.g. background,egg"
         )
     if len(set(class_names)) != len(class_names) or not all(str(n).strip() for n in class_names):
         raise InputError(f"class names must be distinct and non-empty, got {class_names}")

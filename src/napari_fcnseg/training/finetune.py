@@ -26,108 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.device import resolve_device, training_precision
 from ..core.progress import Progress
 from ..errors import InputError
 from ..model.checkpoint import SegmentationModel
-from .holdout import HOLDOUT_BLOCK, HOLDOUT_FRACTION, held_out_pixels, split_holdout
+from .config import FineTuneSettings
+from .holdout import held_out_pixels, split_holdout
 from .replay import REPLAY_KEY, replay_samples, replay_source
 from .samples import TrainingSample
-from .trainer import TrainConfig, TrainResult, fit
+from .trainer import TrainResult, fit
+
+__all__ = ["AUTO", "FineTuneOutcome", "FineTuneSettings", "fine_tune"]
 
 #: "auto" replay: draw the replay source the model file names.
 AUTO = "auto"
-
-
-@dataclass
-class FineTuneSettings:
-    """Settings of one fine-tune round (:func:`fine_tune`); the defaults are the measured best.
-
-    ``max_seconds`` bounds the whole round (scoring the start included); ``max_steps``, when
-    set, stops it sooner. ``replay_fraction`` of the crops come from replayed samples
-    (``replay_count`` of them) when there are any. ``holdout_fraction`` of each slice's
-    ``holdout_block``-px blocks are held out for scoring. The rest are :class:`TrainConfig`'s.
-    """
-
-    max_seconds: float | None = 60.0
-    max_steps: int | None = None
-    learning_rate: float = 3e-4
-    crop: int = 128
-    batch_size: int = 8
-    scale: float | None = None
-    replay_fraction: float = 0.5
-    replay_count: int = 8
-    holdout_block: int = HOLDOUT_BLOCK
-    holdout_fraction: float = HOLDOUT_FRACTION
-    freeze_batchnorm: bool = True
-    l2sp: float = 0.0
-    encoder_lr_factor: float = 1.0
-    ema_decay: float | None = None
-    interpolation: float = 0.5
-    schedule: str = "constant"
-    validate_seconds: float = 15.0
-    corrected_only: bool = False
-    channel_permutation: bool = False
-    appearance: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    seed: int = 0
-
-    def check(self) -> None:
-        """Raise :class:`InputError` naming the first unusable setting."""
-        if not 0.0 <= self.replay_fraction < 1.0:
-            raise InputError(
-                f"replay_fraction {self.replay_fraction!r} must be in [0, 1): some crops must "
-                "come from the corrections"
-            )
-        if self.replay_count < 0:
-            raise InputError(f"replay_count {self.replay_count!r} must be >= 0")
-        if self.max_seconds is None and self.max_steps is None:
-            raise InputError("give a fine-tune a time budget (max_seconds) or max_steps")
-        self.train_config().check()
-
-    def train_config(self) -> TrainConfig:
-        """Return the trainer's settings for this round."""
-        return TrainConfig(
-            max_seconds=self.max_seconds,
-            max_steps=self.max_steps,
-            batch_size=self.batch_size,
-            crop=self.crop,
-            learning_rate=self.learning_rate,
-            scale=self.scale,
-            corrected_only=self.corrected_only,
-            channel_permutation=self.channel_permutation,
-            appearance=self.appearance,
-            device=self.device,
-            precision=self.precision,
-            channels_last=_channels_last(self.device),
-            schedule=self.schedule,
-            seed=self.seed,
-            freeze_batchnorm=self.freeze_batchnorm,
-            recalibrate_batchnorm=not self.freeze_batchnorm,
-            l2sp=self.l2sp,
-            encoder_lr_factor=self.encoder_lr_factor,
-            ema_decay=self.ema_decay,
-            interpolation=self.interpolation,
-            validate_start=True,
-            validate_every=100_000,  # by time instead: validate_seconds
-            validate_seconds=self.validate_seconds,
-            patience=100_000,  # the budget ends the round; selection keeps the best
-        )
-
-
-def _channels_last(device: str) -> bool:
-    """Channels-last only where it measured faster: CUDA, and CPUs with native bfloat16.
-
-    On a 2-core AMD EPYC without bfloat16 a channels-last float32 step was slower than the
-    usual layout (``benchmarks/bench_training.py``, see ``benchmarks/README.md``).
-    """
-    resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        return True
-    import torch
-
-    return training_precision("auto", resolved) == torch.bfloat16
 
 
 @dataclass

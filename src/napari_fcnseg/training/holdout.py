@@ -17,13 +17,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import InputError
+from .config import HOLDOUT_BLOCK, HOLDOUT_FRACTION
 from .samples import IGNORE_LABEL, TrainingSample
-
-#: Side of the hold-out blocks in image pixels: about half an egg chamber on the shared slices,
-#: so a held-out block is seldom predictable from the labels right beside it alone.
-HOLDOUT_BLOCK = 128
-#: Share of a slice's annotated blocks held out.
-HOLDOUT_FRACTION = 0.2
 
 
 def holdout_mask(

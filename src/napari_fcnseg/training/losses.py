@@ -11,9 +11,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
+from .config import LOSSES
 from .samples import IGNORE_LABEL
 
-LOSSES = ("dice_ce", "balanced_ce", "ce")
+__all__ = [
+    "LOSSES",
+    "class_balanced_weights",
+    "cross_entropy",
+    "segmentation_loss",
+    "soft_dice_loss",
+]
 
 
 def cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:

@@ -132,8 +132,8 @@ def check_sample(sample: TrainingSample, num_classes: int, channels: int) -> Non
     c = sample_channels(image)
     if c not in (1, channels):
         raise InputError(
-            f"{name} has {c} channels but the model expects {channels}; train a new model "
-            "(no --init) or give images with the model's channels"
+            f"{name} has {c} channels but the model expects {channels}; train a new model on "
+            "such images (not a fine-tune of this one) or give images with the model's channels"
         )
     if sample.corrected is not None and np.shape(sample.corrected) != labels.shape:
         raise InputError(
