@@ -74,6 +74,39 @@ def test_existing_output_needs_overwrite(tmp_path, rgb_jpeg, tiny_model_file, ca
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_predict_uncertainty_beside_the_labels(
+    tmp_path, rgb_jpeg, tiff_stack, tiny_model_file, capsys
+):
+    from napari_fcnseg.core.predict import predict_probabilities
+    from napari_fcnseg.core.progress import run_to_completion
+    from napari_fcnseg.core.uncertainty import entropy_uncertainty
+    from napari_fcnseg.model.checkpoint import load_model
+
+    out = tmp_path / "out"
+    common = ["--model", str(tiny_model_file), "--device", "cpu", "--tile", "64"]
+    args = ["predict", str(rgb_jpeg), str(tiff_stack), "--out", str(out), "--uncertainty"]
+    assert main([*args, *common]) == 0
+    flat = tifffile.imread(out / "scan_uncertainty.tif")
+    stack = tifffile.imread(out / "stack_uncertainty.tif")
+    assert flat.shape == (70, 90) and flat.dtype == np.float32
+    assert stack.shape == (4, 50, 60) and stack.dtype == np.float32
+    assert 0.0 <= stack.min() and stack.max() <= 1.0
+    probs = run_to_completion(
+        predict_probabilities(load_model(tiny_model_file), skio.imread(rgb_jpeg), tile=64)
+    )
+    np.testing.assert_allclose(flat, entropy_uncertainty(probs), atol=1e-5)
+    # never replaced without --overwrite, and the labels are not written either
+    before = (out / "scan_uncertainty.tif").read_bytes()
+    (out / "scan_labels.tif").unlink()
+    assert main([*args[:2], "--out", str(out), "--uncertainty", *common]) == 2
+    assert "scan_uncertainty.tif" in capsys.readouterr().err
+    assert not (out / "scan_labels.tif").exists()
+    assert (out / "scan_uncertainty.tif").read_bytes() == before
+    # not on a cluster: said before anything starts
+    assert main([*args, "--scheduler", "local", *common]) == 2
+    assert "--uncertainty is written by a single process" in capsys.readouterr().err
+
+
 def _one_line_error(capsys, args, expected):
     code = main(args)
     err = capsys.readouterr().err.strip().splitlines()

@@ -47,6 +47,13 @@ def test_segment_2d_adds_labels_with_probabilities(qtbot, viewer, segment):
     assert record.image_name == "cells" and record.class_names[0] == "background"
     np.testing.assert_array_equal(record.prediction, layer.data)
     assert viewer.layers.selection.active is layer
+    # seen clearly: class 1 in a bright contrasting colour, background transparent, names on hover
+    np.testing.assert_allclose(layer.colormap.map(1)[:3], [0.0, 0xE5 / 255, 1.0], atol=0.01)
+    assert layer.colormap.map(0)[3] == 0
+    assert list(layer.features["class"]) == ["background", "class 1"]
+    value = int(layer.data[10, 10])
+    status = layer.get_status((10 * 0.5, 10 * 0.5))  # world coordinates (scale 0.5)
+    assert f"class: {record.class_names[value]}" in str(status)
 
 
 def test_show_uncertainty_adds_an_image_layer(qtbot, viewer, segment):

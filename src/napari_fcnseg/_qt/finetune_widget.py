@@ -159,7 +159,8 @@ class FineTuneWidget(Container):
         except FcnsegError:
             return []
         return [
-            (f"{v.version}  {v.created[:16].replace('T', ' ')}", v.version)
+            # month-day hour:minute: short enough not to be cut in a narrow dock
+            (f"{v.version}  {v.created[5:16].replace('T', ' ')}", v.version)
             for v in reversed(versions)
         ]
 

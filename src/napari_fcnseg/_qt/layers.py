@@ -8,10 +8,13 @@ layer still holds exactly what the plugin put there; otherwise it adds a new lay
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pandas as pd
 from napari.layers import Image, Labels, Layer
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_info
 
 from ..core.edits import PredictionRecord, annotated_slices, is_edited
@@ -160,13 +163,38 @@ def write_labels(
         )
         name = new_name
     data = labels if z is None else record.prediction.copy()
-    return viewer.add_labels(
+    layer = viewer.add_labels(
         data,
         name=name,
         scale=like.scale[-data.ndim :],
         translate=like.translate[-data.ndim :],
         metadata={RECORD_KEY: record},
+        opacity=LABELS_OPACITY,
     )
+    style_class_labels(layer, record.class_names)
+    return layer
+
+
+#: Colours of classes 1, 2, ... (0 is transparent): bright hues that stand out on the red,
+#: magenta and grey stains of fluorescence slices, where napari's default label 1 (a dark
+#: brown) looked like a dimmed image.
+CLASS_COLOURS = ("#00e5ff", "#ffe600", "#39ff14", "#ff6ec7", "#ffffff", "#1e90ff", "#ff8c00")
+LABELS_OPACITY = 0.5
+
+
+def style_class_labels(layer: Labels, class_names: Sequence[str]) -> None:
+    """Give a semantic Labels layer contrasting class colours and a ``class`` feature per value.
+
+    Hovering over the layer then shows the class name beside the value. Classes beyond the
+    palette keep napari's colours.
+    """
+    names = list(class_names)
+    if len(names) - 1 <= len(CLASS_COLOURS):
+        colours: dict[int | None, Any] = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+        colours.update({k: CLASS_COLOURS[k - 1] for k in range(1, len(names))})
+        layer.colormap = DirectLabelColormap(color_dict=colours)
+    if names:
+        layer.features = pd.DataFrame({"index": np.arange(len(names)), "class": names})
 
 
 def write_uncertainty(

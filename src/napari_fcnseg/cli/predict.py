@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -83,6 +84,12 @@ def add_parser(
         metavar="N",
         help="mean-field iterations of the CRF",
     )
+    parser.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write <stem>_uncertainty.tif beside each labels file: float32, the "
+        "normalised entropy of the class probabilities per pixel (0 sure, 1 undecided)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--scheduler",
@@ -116,8 +123,15 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = _expand_inputs(args.inputs)
     outputs = _output_paths(inputs, args.out, args.format)
+    if args.uncertainty and args.scheduler:
+        raise InputError(
+            "--uncertainty is written by a single process only: run without --scheduler, "
+            "or drop --uncertainty"
+        )
     for out in outputs:
         check_writable(out, args.overwrite)
+        if args.uncertainty:
+            check_writable(uncertainty_path(out), args.overwrite)
     if args.scheduler:
         return _predict_on_cluster(args, inputs, outputs)
     model = load_model(args)
@@ -175,6 +189,15 @@ def _output_paths(inputs: Sequence[Path], out: Path, fmt: str | None) -> list[Pa
     return outputs
 
 
+def uncertainty_path(labels: Path) -> Path:
+    """``DIR/<stem>_uncertainty.tif`` beside ``DIR/<stem>_labels.tif`` (or ``.ome.zarr``)."""
+    name = labels.name
+    for suffix in ("_labels.ome.zarr", "_labels.tif", ".ome.zarr"):
+        if name.endswith(suffix):
+            return labels.with_name(name[: -len(suffix)] + "_uncertainty.tif")
+    return labels.with_name(labels.stem + "_uncertainty.tif")
+
+
 def _predict_one(args: argparse.Namespace, model: SegmentationModel, path: Path, out: Path) -> None:
     """Segment one input; errors about it name it."""
     try:
@@ -195,6 +218,7 @@ def _predict_file(
     from ..core.distributed import SliceLabels, label_slices
     from ..core.memory import NetworkSize, choose_tile
     from ..core.predict import prepare_image
+    from ..io.float_pages import float_page_writer
     from ..io.labels import labels_dtype, write_label_pages
     from ..io.lazy import open_image
     from ..io.ome_zarr import is_ome_zarr_name, write_ome_zarr_labels
@@ -214,7 +238,19 @@ def _predict_file(
     )
     log.info("%s: %d slice(s) of %dx%d px; %s", path.name, depth, height, width, plan.describe())
     dtype = labels_dtype(model.info.num_classes)
-    with tqdm(total=0, desc=path.name, unit="tile", file=sys.stderr, leave=True) as bar:
+    with contextlib.ExitStack() as outputs:
+        bar = outputs.enter_context(
+            tqdm(total=0, desc=path.name, unit="tile", file=sys.stderr, leave=True)
+        )
+        write_unsure = (
+            outputs.enter_context(
+                float_page_writer(
+                    uncertainty_path(out), shape=prepared.spatial_shape, overwrite=args.overwrite
+                )
+            )
+            if args.uncertainty
+            else None
+        )
 
         def pages() -> Iterator[np.ndarray]:
             for event in label_slices(
@@ -226,8 +262,11 @@ def _predict_file(
                 device=device,
                 crf=args.crf,
                 crf_iterations=args.crf_iterations,
+                uncertainty=write_unsure is not None,
             ):
                 if isinstance(event, SliceLabels):
+                    if write_unsure is not None and event.uncertainty is not None:
+                        write_unsure(event.uncertainty)
                     yield event.labels
                 else:
                     bar.total = event.total
@@ -254,6 +293,8 @@ def _predict_file(
                 class_names=model.info.class_names,
             )
     log.info("wrote %s", out)
+    if args.uncertainty:
+        log.info("wrote %s", uncertainty_path(out))
 
 
 def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: list[Path]) -> int:

@@ -77,10 +77,12 @@ class PredictSettings:
 
 @dataclass
 class SliceLabels:
-    """Labels of one Z slice, shaped (Y, X)."""
+    """Labels of one Z slice, shaped (Y, X), and its uncertainty when asked for."""
 
     index: int
     labels: np.ndarray
+    #: Normalised entropy of the probabilities the labels come from (float32, (Y, X)).
+    uncertainty: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -108,16 +110,20 @@ def label_slices(
     crf_iterations: int = 5,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
     slices: Sequence[int] | None = None,
+    uncertainty: bool = False,
 ) -> Generator[Progress | SliceLabels, None, None]:
     """Predict, optionally refine with the CRF, and label a stack one slice at a time.
 
     Yields :class:`Progress` and a :class:`SliceLabels` per slice, in order. The image may be a
     numpy, dask or zarr-backed dask array: only one slice is read and held at a time. The CRF
-    runs per slice (2D), on that slice's pixels. See :func:`~.predict.predict_slices` for the
+    runs per slice (2D), on that slice's pixels. With ``uncertainty`` each slice also carries
+    the normalised entropy of its (refined) probabilities
+    (:func:`~.uncertainty.entropy_uncertainty`). See :func:`~.predict.predict_slices` for the
     other parameters.
     """
     from ..io.labels import labels_dtype
     from .crf import refine_with_crf
+    from .uncertainty import entropy_uncertainty
 
     dtype = labels_dtype(model.info.num_classes)
     prepared = prepare_image(image, model.info.in_channels, axes) if crf else None
@@ -137,7 +143,8 @@ def label_slices(
             if prepared is not None:
                 pixels = np.asarray(prepared.stack[event.index])
                 probs = refine_with_crf(pixels, probs, iterations=crf_iterations, device=device)
-            yield SliceLabels(event.index, probs.argmax(axis=0).astype(dtype))
+            unsure = entropy_uncertainty(probs) if uncertainty else None
+            yield SliceLabels(event.index, probs.argmax(axis=0).astype(dtype), unsure)
         else:
             yield event
 
