@@ -172,6 +172,10 @@ def main() -> None:
     export.folder.value = tmp / "annotated set"
     export.run_button.native.click()
     wait(export.runner, app)
+    from qtpy.QtWidgets import QScrollArea
+
+    for area in train_dock.findChildren(QScrollArea):  # the Export form is below Fine-tune
+        area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     save(viewer, "export.png", app, train_dock)
     print("temporary files in", tmp)
     viewer.close()

@@ -159,8 +159,8 @@ class FineTuneWidget(Container):
         except FcnsegError:
             return []
         return [
-            # month-day hour:minute: short enough not to be cut in a narrow dock
-            (f"{v.version}  {v.created[5:16].replace('T', ' ')}", v.version)
+            # version and month-day: short enough not to be cut in a narrow dock
+            (f"{v.version}  {v.created[5:10]}", v.version)
             for v in reversed(versions)
         ]
 
