@@ -74,7 +74,7 @@ _MEASURE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import numpy as np, torch
-    from napari_fcnseg.core.distributed import label_slices
+    from napari_fcnseg.core.slices import label_slices
     from napari_fcnseg.core.memory import NetworkSize, estimate_memory
     from napari_fcnseg.model.checkpoint import SegmentationModel
 

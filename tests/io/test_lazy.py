@@ -6,7 +6,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_fcnseg.core.distributed import SliceLabels, label_slices
+from napari_fcnseg.core.slices import SliceLabels, label_slices
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.io import lazy
 from napari_fcnseg.io.lazy import (

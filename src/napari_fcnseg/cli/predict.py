@@ -215,9 +215,9 @@ def _predict_file(
     from tqdm import tqdm
 
     from ..core.device import resolve_device
-    from ..core.distributed import SliceLabels, label_slices
     from ..core.memory import NetworkSize, choose_tile
     from ..core.predict import prepare_image
+    from ..core.slices import SliceLabels, label_slices
     from ..io.float_pages import float_page_writer
     from ..io.labels import labels_dtype, write_label_pages
     from ..io.lazy import open_image
@@ -302,7 +302,7 @@ def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: l
 
     from tqdm import tqdm
 
-    from ..core.distributed import PredictSettings, open_client, predict_files
+    from ..core.cluster import PredictSettings, open_client, predict_files
     from ..core.progress import run_to_completion
     from ..model.checkpoint import read_model_info
     from ..model.default import resolve_model_path

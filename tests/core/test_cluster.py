@@ -4,14 +4,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_fcnseg.core.distributed import (
-    PredictSettings,
-    SliceLabels,
-    label_slices,
-    predict_files,
-)
+from napari_fcnseg.core.cluster import PredictSettings, predict_files
 from napari_fcnseg.core.normalize import percentile_bounds
 from napari_fcnseg.core.progress import Progress, run_to_completion
+from napari_fcnseg.core.slices import SliceLabels, label_slices
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.io.ome_zarr import read_ome_zarr_labels
 from napari_fcnseg.model.checkpoint import save_model
@@ -75,7 +71,7 @@ def test_local_cluster_gives_the_local_result_and_loads_the_model_once(tmp_path,
         events = []
         written = run_to_completion(predict_files(client, inputs, outputs, settings), events.append)
         loads = client.run(
-            lambda: __import__("napari_fcnseg.core.distributed", fromlist=["LOADS"]).LOADS
+            lambda: __import__("napari_fcnseg.core._cluster_worker", fromlist=["LOADS"]).LOADS
         )
     assert written == outputs
     assert events[-1].step == events[-1].total == 6
