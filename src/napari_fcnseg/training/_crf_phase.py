@@ -5,13 +5,13 @@ as unaries and learns its kernel weights and label compatibilities while the U-N
 learning at a tenth of its rate, as in Zheng et al. (2015). Crops carry the network's normalised
 channels and the CRF's 0-255 view of the whole image (:func:`~..model.combined.crf_image`), with
 the same geometric augmentation. The phase validates with the CRF; if it never beats the U-Net
-alone, ``fit`` returns the U-Net without the layer.
+alone, ``fit`` returns the U-Net without the layer. Its steps run in the loop the U-Net phase
+uses (:func:`._run.run_loop`): only what a step and a validation do differ.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Generator, Sequence
 
 import numpy as np
@@ -19,7 +19,15 @@ import torch
 
 from ..core.progress import Progress
 from ..model.combined import MIN_PROBABILITY, attach_crf, crf_image, model_crf
-from ._run import Run, channel_permutation_for, crop_size, validate_run, validation_event
+from ._run import (
+    Loop,
+    Run,
+    channel_permutation_for,
+    crop_size,
+    run_loop,
+    validate_run,
+    validation_event,
+)
 from .augment import sample_batch
 from .losses import segmentation_loss
 from .samples import PreparedSample, TrainingSample
@@ -54,14 +62,9 @@ def crf_phase(
     iou, class_iou, _ = validate_run(run, float("nan"), with_crf=True)
     yield validation_event(run, end_step, float("nan"), iou, class_iou, " (untrained CRF)" + note)
     floor = math.log(MIN_PROBABILITY)
-    step_times: list[float] = []
-    stale, loss_value = 0, float("nan")
     net.train()
-    while run.step < end_step:
-        mean_step = float(np.mean(step_times[-10:])) if step_times else 0.0
-        if config.max_seconds is not None and run.elapsed + mean_step > config.max_seconds:
-            break
-        t0 = time.monotonic()
+
+    def step() -> float:
         x, y = sample_batch(
             stacked,
             config.crf_batch_size,
@@ -79,20 +82,24 @@ def crf_phase(
         loss = segmentation_loss(logits, torch.from_numpy(y).to(run.device), config.loss)
         loss.backward()
         optimizer.step()
-        loss_value = float(loss.detach())
-        run.step += 1
-        step_times.append(time.monotonic() - t0)
-        info = {"loss": loss_value, "val_iou": run.best_iou, "phase": "crf", "elapsed": run.elapsed}
-        yield Progress(run.step, end_step, f"CRF step {run.step}: loss {loss_value:.4f}", info)
-        last = run.step == end_step
-        if (run.step - start_step) % config.crf_validate_every == 0 or last:
-            iou, class_iou, improved = validate_run(run, loss_value, with_crf=True)
-            stale = 0 if improved else stale + 1
-            yield validation_event(run, end_step, loss_value, iou, class_iou, " (with CRF)" + note)
-            net.train()
-            if stale >= config.patience:
-                return True
-    if run.history[-1]["step"] != run.step:
-        iou, class_iou, _ = validate_run(run, loss_value, with_crf=True)
-        yield validation_event(run, run.step, loss_value, iou, class_iou, " (with CRF)" + note)
-    return False
+        return float(loss.detach())
+
+    loop = Loop(
+        step=step,
+        validate=lambda loss: validate_run(run, loss, with_crf=True),
+        total=lambda _times: end_step,
+        closing_total=lambda: run.step,
+        max_steps=end_step,
+        deadline=config.max_seconds,
+        is_due=lambda: (
+            (run.step - start_step) % config.crf_validate_every == 0 or run.step == end_step
+        ),
+        patience=config.patience,
+        label="CRF step",
+        phase="crf",
+        note=" (with CRF)" + note,
+        after_validation=net.train,
+        report_best=True,
+        window=10,
+    )
+    return (yield from run_loop(run, loop))

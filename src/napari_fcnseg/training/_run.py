@@ -10,7 +10,7 @@ import copy
 import datetime as _dt
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,3 +164,76 @@ def validation_event(
         "elapsed": run.elapsed,
     }
     return Progress(run.step, total, message, info)
+
+
+@dataclass
+class Loop:
+    """How one phase of :func:`~.trainer.fit` steps, validates and stops (see :func:`run_loop`).
+
+    ``step`` runs one optimisation step and returns its loss; ``validate`` scores the weights
+    and returns (IoU, class IoU, improved); ``total`` estimates the run's total steps from the
+    recent step times (for the progress bar). The phase ends at ``max_steps``, when the next
+    step and a closing validation would pass ``deadline`` (seconds since the run started), or
+    after ``patience`` validations without improvement.
+    """
+
+    step: Callable[[], float]
+    validate: Callable[[float], tuple[float, float, bool]]
+    total: Callable[[list[float]], int]
+    max_steps: int | None
+    deadline: float | None
+    is_due: Callable[[], bool]
+    patience: int
+    label: str
+    phase: str
+    note: str
+    closing_total: Callable[[], int]
+    after_validation: Callable[[], object] = lambda: None
+    #: Report the best validation IoU so far with each step (else the latest).
+    report_best: bool = False
+    #: Steps whose mean time predicts the next one.
+    window: int = 20
+
+
+def run_loop(run: Run, loop: Loop, validation_cost: float = 0.0) -> Generator[Progress, None, bool]:
+    """Drive one phase: step, report, validate when due; return True if patience stopped it.
+
+    The U-Net phase and the joint U-Net + CRF phase share this loop; they differ only in what
+    a step and a validation do and when a validation is due. A validation closes the phase
+    unless the last step was just validated.
+    """
+    step_times: list[float] = []
+    stale, loss_value, val_iou, val_class = 0, float("nan"), None, None
+    validated_at = -1
+    while loop.max_steps is None or run.step < loop.max_steps:
+        mean_step = float(np.mean(step_times[-loop.window :])) if step_times else 0.0
+        # Leave time for the closing validation, so that the whole run keeps to the budget.
+        if loop.deadline is not None and run.elapsed + mean_step + validation_cost > loop.deadline:
+            break
+        t0 = time.monotonic()
+        loss_value = loop.step()
+        run.step += 1
+        step_times.append(time.monotonic() - t0)
+        total = loop.total(step_times)
+        info = {
+            "loss": loss_value,
+            "val_iou": run.best_iou if loop.report_best else val_iou,
+            "val_class_iou": val_class,
+            "phase": loop.phase,
+            "elapsed": run.elapsed,
+        }
+        yield Progress(run.step, total, f"{loop.label} {run.step}: loss {loss_value:.4f}", info)
+        if loop.is_due():
+            t0 = time.monotonic()
+            val_iou, val_class, improved = loop.validate(loss_value)
+            validation_cost, validated_at = time.monotonic() - t0, run.step
+            stale = 0 if improved else stale + 1
+            yield validation_event(run, total, loss_value, val_iou, val_class, loop.note)
+            loop.after_validation()
+            if stale >= loop.patience:
+                return True
+    last_scored = run.history[-1]["step"] if run.history else None
+    if validated_at != run.step and run.step > 0 and last_scored != run.step:
+        val_iou, val_class, _ = loop.validate(loss_value)
+        yield validation_event(run, loop.closing_total(), loss_value, val_iou, val_class, loop.note)
+    return False

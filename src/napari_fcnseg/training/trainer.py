@@ -22,7 +22,15 @@ from ..core.progress import Progress
 from ..errors import InputError
 from ..model.checkpoint import SegmentationModel
 from ._averaging import WeightAverage
-from ._run import Run, channel_permutation_for, crop_size, validate_run, validation_event
+from ._run import (
+    Loop,
+    Run,
+    channel_permutation_for,
+    crop_size,
+    run_loop,
+    validate_run,
+    validation_event,
+)
 from .augment import sample_batch
 from .config import COSINE_FLOOR, DEFAULT_MAX_STEPS, TrainConfig
 from .losses import segmentation_loss
@@ -223,21 +231,15 @@ def _unet_phase(
     # Channels-last convolutions are faster on CPU (oneDNN) and on CUDA; fit() converts back.
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     net.to(memory_format=layout)  # type: ignore[call-overload]
-    stale, loss_value, val_iou, val_class = 0, float("nan"), None, None
-    validated_at, validated_time, validation_cost = -1, run.elapsed, 0.0
+    validation_cost = 0.0
     if config.validate_start:
         t0 = time.monotonic()
-        val_iou, val_class, _ = validate_run(run, loss_value, phase="start")
-        validation_cost, validated_at, validated_time = time.monotonic() - t0, 0, run.elapsed
-        yield validation_event(run, max_steps or 0, loss_value, val_iou, val_class, note)
+        val_iou, val_class, _ = validate_run(run, float("nan"), phase="start")
+        validation_cost = time.monotonic() - t0
+        yield validation_event(run, max_steps or 0, float("nan"), val_iou, val_class, note)
     _train_mode(net, config)
-    step_times: list[float] = []
-    while max_steps is None or run.step < max_steps:
-        mean_step = float(np.mean(step_times[-20:])) if step_times else 0.0
-        # Leave time for the closing validation, so that the whole run keeps to the budget.
-        if deadline is not None and run.elapsed + mean_step + validation_cost > deadline:
-            break
-        t0 = time.monotonic()
+
+    def step() -> float:
         if config.schedule == "cosine":
             done = _progress_fraction(run, max_steps, deadline)
             for group in optimizer.param_groups:
@@ -263,40 +265,38 @@ def _unet_phase(
         loss.backward()
         optimizer.step()
         averaging.update(net)
-        loss_value = float(loss.detach())
-        run.step += 1
-        step_times.append(time.monotonic() - t0)
-        total = _total(run, max_steps, deadline, step_times) + crf_total
-        info = {
-            "loss": loss_value,
-            "val_iou": val_iou,
-            "val_class_iou": val_class,
-            "phase": "unet",
-            "elapsed": run.elapsed,
-        }
-        yield Progress(run.step, total, f"step {run.step}: loss {loss_value:.4f}", info)
-        due = config.validate_seconds is not None and (
-            run.elapsed - validated_time >= config.validate_seconds
+        return float(loss.detach())
+
+    validated = [run.elapsed]  # when the last validation ended (for validate_seconds)
+
+    def validate(loss: float) -> tuple[float, float, bool]:
+        scores = validate_run(run, loss)
+        validated[0] = run.elapsed
+        return scores
+
+    def is_due() -> bool:
+        by_time = config.validate_seconds is not None and (
+            run.elapsed - validated[0] >= config.validate_seconds
         )
-        if run.step % config.validate_every == 0 or due:
-            t0 = time.monotonic()
-            val_iou, val_class, improved = validate_run(run, loss_value)
-            validation_cost, validated_at, validated_time = (
-                time.monotonic() - t0,
-                run.step,
-                run.elapsed,
-            )
-            stale = 0 if improved else stale + 1
-            yield validation_event(run, total, loss_value, val_iou, val_class, note)
-            _train_mode(net, config)
-            if stale >= config.patience:
-                run.averaging = None
-                return True
-    if validated_at != run.step and run.step > 0:
-        val_iou, val_class, _ = validate_run(run, loss_value)
-        yield validation_event(run, run.step + crf_total, loss_value, val_iou, val_class, note)
+        return run.step % config.validate_every == 0 or by_time
+
+    loop = Loop(
+        step=step,
+        validate=validate,
+        total=lambda times: _total(run, max_steps, deadline, times) + crf_total,
+        closing_total=lambda: run.step + crf_total,
+        max_steps=max_steps,
+        deadline=deadline,
+        is_due=is_due,
+        patience=config.patience,
+        label="step",
+        phase="unet",
+        note=note,
+        after_validation=lambda: _train_mode(net, config),
+    )
+    stopped = yield from run_loop(run, loop, validation_cost)
     run.averaging = None  # a CRF phase goes on from the raw weights
-    return False
+    return stopped
 
 
 def _train_mode(net: torch.nn.Module, config: TrainConfig) -> None:
