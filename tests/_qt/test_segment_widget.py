@@ -197,3 +197,25 @@ def test_errors_become_notifications(qtbot, viewer, segment, tmp_path, notificat
     if not torch.cuda.is_available():
         assert "no usable CUDA GPU" in errors(notifications)[-1]
     assert segment.run_button.enabled
+
+
+def test_docks_fit_a_1600x1000_window(qtbot, viewer):
+    """Each dock opens full height and needs no horizontal scrolling in a 1600x1000 window."""
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    window.show()
+    docks = {}
+    for name in (SEGMENT_DOCK, "Fine-tune and Export"):
+        dock, _ = viewer.window.add_plugin_dock_widget("napari-fcnseg", name)
+        docks[name] = dock
+    for _ in range(5):
+        QApplication.processEvents()
+    for name, dock in docks.items():
+        dock.raise_()
+        QApplication.processEvents()
+        assert dock.height() > 400, f"{name} opened {dock.height()} px high"
+        for area in dock.findChildren(QScrollArea):
+            bar = area.horizontalScrollBar()
+            assert bar.maximum() == 0, f"{name} scrolls {bar.maximum()} px sideways"

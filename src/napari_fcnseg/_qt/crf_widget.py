@@ -76,7 +76,11 @@ class CrfWidget(Container):
         self.bilateral_sxy = _float("appearance sigma (px)", DEFAULTS["bilateral_sxy"])
         self.bilateral_srgb = _float("colour sigma (0-255)", DEFAULTS["bilateral_srgb"])
         self.bilateral_compat = _float("appearance weight", DEFAULTS["bilateral_compat"])
-        self.volume = CheckBox(text="3D CRF (z-spacing from the layer's scale)", value=False)
+        # A short text keeps the dock narrow enough not to scroll sideways (tests/_qt).
+        self.volume = CheckBox(text="3D CRF on the stack", value=False)
+        self.volume.tooltip = (
+            "One CRF over the whole stack, with the z-spacing taken from the layer's scale"
+        )
         self.spacing_info = Label(value="")
         self.run_button, self.cancel_button, buttons = run_buttons("Refine with CRF")
         self.before = PushButton(text=SHOW_BEFORE, enabled=False)

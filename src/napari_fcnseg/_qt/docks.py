@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import Container
-from qtpy.QtWidgets import QGroupBox, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QShowEvent
+from qtpy.QtWidgets import QDockWidget, QGroupBox, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 from .crf_widget import CrfWidget
 from .export_widget import ExportWidget
@@ -44,7 +46,51 @@ def _stack(parent: QWidget, sections: list[tuple[str, Container]]) -> None:
     outer.addWidget(scroll)
 
 
-class SegmentDock(QWidget):
+#: Width of both docks: the widest form (Fine-tune, with its vertical scroll bar) fits without
+#: scrolling sideways, and as tabs the two docks share one width.
+DOCK_WIDTH = 360
+
+
+class _PluginDock(QWidget):
+    """A dock of this plugin that opens as a tab beside the plugin's other dock.
+
+    napari stacks a second dock under the first in the right-hand area, which left the
+    Fine-tune and Export dock a strip of under 100 px; as tabs, each gets the full height.
+    """
+
+    _tabified = False
+
+    def showEvent(self, event: QShowEvent | None) -> None:
+        super().showEvent(event)
+        if not self._tabified:
+            self._tabified = True
+            QTimer.singleShot(0, self._join_siblings)
+
+    def _join_siblings(self) -> None:
+        mine = _dock_of(self)
+        window = mine.parent() if mine is not None else None
+        if mine is None or not isinstance(window, QMainWindow):
+            return
+        for other in window.findChildren(QDockWidget):
+            child = other.widget()
+            found = child if isinstance(child, _PluginDock) else None
+            if found is None and child is not None:
+                found = next(iter(child.findChildren(_PluginDock)), None)
+            if other is not mine and found is not None and other.isVisible():
+                if window.dockWidgetArea(other) == window.dockWidgetArea(mine):
+                    window.tabifyDockWidget(other, mine)
+                    mine.raise_()
+                return
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+class SegmentDock(_PluginDock):
     """Dock with the **Segment** and **Refine with CRF** forms.
 
     Parameters
@@ -58,10 +104,10 @@ class SegmentDock(QWidget):
         self.segment = SegmentWidget(napari_viewer)
         self.crf = CrfWidget(napari_viewer)
         _stack(self, [("Segment", self.segment), ("Refine with CRF", self.crf)])
-        self.setMinimumWidth(300)
+        self.setMinimumWidth(DOCK_WIDTH)
 
 
-class TrainDock(QWidget):
+class TrainDock(_PluginDock):
     """Dock with the **Fine-tune** and **Export** forms.
 
     Parameters
@@ -75,4 +121,4 @@ class TrainDock(QWidget):
         self.finetune = FineTuneWidget(napari_viewer)
         self.export = ExportWidget(napari_viewer)
         _stack(self, [("Fine-tune", self.finetune), ("Export", self.export)])
-        self.setMinimumWidth(300)
+        self.setMinimumWidth(DOCK_WIDTH)
