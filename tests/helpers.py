@@ -70,3 +70,17 @@ def huge_jpeg(path: Path, side: int = 65_000) -> None:
     sof = data.index(b"\xff\xc0")
     data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
     path.write_bytes(bytes(data))
+
+
+def touching_discs(size=(120, 200)):
+    """Two discs (radii 40 and 30) joined by a 10 px neck, and a third cut by the border."""
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    a = (yy - 60) ** 2 + (xx - 55) ** 2 < 40**2
+    b = (yy - 60) ** 2 + (xx - 125) ** 2 < 30**2
+    neck = (np.abs(yy - 60) < 5) & (xx > 80) & (xx < 110)
+    c = (yy - 60) ** 2 + (xx - 205) ** 2 < 25**2  # centre outside the image
+    truth = np.zeros(size, np.uint16)
+    truth[a] = 1
+    truth[b | neck & ~a] = 2
+    truth[c] = 3
+    return a | b | neck | c, truth, (a, b, c)

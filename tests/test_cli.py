@@ -12,7 +12,7 @@ from skimage import io as skio
 
 from napari_fcnseg.cli import main
 from napari_fcnseg.io.labels import write_labels
-from tests.helpers import make_tiny_model
+from tests.helpers import make_tiny_model, touching_discs
 
 
 @pytest.fixture
@@ -105,6 +105,49 @@ def test_predict_uncertainty_beside_the_labels(
     # not on a cluster: said before anything starts
     assert main([*args, "--scheduler", "local", *common]) == 2
     assert "--uncertainty is written by a single process" in capsys.readouterr().err
+
+
+def test_predict_instances_and_table(tmp_path, tiny_model_file, capsys, monkeypatch):
+    """Objects are split from the labels; the table has one row per object with its slice."""
+    import csv
+
+    from napari_fcnseg.core import instances as inst
+
+    mask, _, _ = touching_discs()
+    image = np.zeros((2, *mask.shape, 3), np.uint8)
+    image[..., 0] = 180 * mask
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, image, imagej=True, metadata={"axes": "ZYXS"})
+    # The tiny model is untrained: make "its" labels the known mask, so the split is tested.
+    from napari_fcnseg.core import slices
+
+    real = slices.label_slices
+
+    def known_labels(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            if isinstance(event, slices.SliceLabels):
+                event.labels = mask.astype(np.uint8)
+            yield event
+
+    monkeypatch.setattr(slices, "label_slices", known_labels)
+    out = tmp_path / "out"
+    args = ["predict", str(path), "--out", str(out), "--model", str(tiny_model_file)]
+    assert main([*args, "--instances", "--table", "--device", "cpu"]) == 0
+    objects = tifffile.imread(out / "two_instances.tif")
+    assert objects.shape == (2, *mask.shape) and objects.dtype == np.uint16
+    np.testing.assert_array_equal(objects[0], inst.split_instances(mask))
+    assert set(np.unique(objects[1])) == {0, 4, 5, 6}  # numbered on through the stack
+    with (out / "two_objects.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["label"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["z"]) for r in rows] == [0, 0, 0, 1, 1, 1]
+    assert {"area_px", "centroid_y", "eccentricity", "touches_border", "mean_intensity_0"} <= set(
+        rows[0]
+    )
+    assert [r["touches_border"] for r in rows[:3]] == ["False", "False", "True"]
+    assert abs(float(rows[0]["mean_intensity_0"]) - 180) < 1e-6
+    assert main([*args, "--table"]) == 2
+    assert "add --instances" in capsys.readouterr().err
 
 
 def _one_line_error(capsys, args, expected):

@@ -90,6 +90,18 @@ def add_parser(
         help="also write <stem>_uncertainty.tif beside each labels file: float32, the "
         "normalised entropy of the class probabilities per pixel (0 sure, 1 undecided)",
     )
+    parser.add_argument(
+        "--instances",
+        action="store_true",
+        help="also write <stem>_instances.tif: uint16, one label per object (egg chamber), "
+        "touching objects split along the gap between them",
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="with --instances, also write <stem>_objects.csv: one row per object (area, "
+        "centroid, axes, orientation, eccentricity, touches the border, mean intensity)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--scheduler",
@@ -123,15 +135,19 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = _expand_inputs(args.inputs)
     outputs = _output_paths(inputs, args.out, args.format)
-    if args.uncertainty and args.scheduler:
-        raise InputError(
-            "--uncertainty is written by a single process only: run without --scheduler, "
-            "or drop --uncertainty"
-        )
+    if args.table and not args.instances:
+        raise InputError("--table measures the objects of --instances: add --instances")
+    for flag in ("uncertainty", "instances"):
+        if getattr(args, flag) and args.scheduler:
+            raise InputError(
+                f"--{flag} is written by a single process only: run without --scheduler, "
+                f"or drop --{flag}"
+            )
     for out in outputs:
         check_writable(out, args.overwrite)
-        if args.uncertainty:
-            check_writable(uncertainty_path(out), args.overwrite)
+        for wanted, extra in _extras(args, out):
+            if wanted:
+                check_writable(extra, args.overwrite)
     if args.scheduler:
         return _predict_on_cluster(args, inputs, outputs)
     model = load_model(args)
@@ -189,13 +205,26 @@ def _output_paths(inputs: Sequence[Path], out: Path, fmt: str | None) -> list[Pa
     return outputs
 
 
-def uncertainty_path(labels: Path) -> Path:
-    """``DIR/<stem>_uncertainty.tif`` beside ``DIR/<stem>_labels.tif`` (or ``.ome.zarr``)."""
+def beside(labels: Path, suffix: str) -> Path:
+    """``DIR/<stem><suffix>`` beside ``DIR/<stem>_labels.tif`` (or ``.ome.zarr``)."""
     name = labels.name
-    for suffix in ("_labels.ome.zarr", "_labels.tif", ".ome.zarr"):
-        if name.endswith(suffix):
-            return labels.with_name(name[: -len(suffix)] + "_uncertainty.tif")
-    return labels.with_name(labels.stem + "_uncertainty.tif")
+    for ending in ("_labels.ome.zarr", "_labels.tif", ".ome.zarr"):
+        if name.endswith(ending):
+            return labels.with_name(name[: -len(ending)] + suffix)
+    return labels.with_name(labels.stem + suffix)
+
+
+def uncertainty_path(labels: Path) -> Path:
+    """``DIR/<stem>_uncertainty.tif`` beside the labels."""
+    return beside(labels, "_uncertainty.tif")
+
+
+def _extras(args: argparse.Namespace, out: Path) -> list[tuple[bool, Path]]:
+    return [
+        (args.uncertainty, uncertainty_path(out)),
+        (args.instances, beside(out, "_instances.tif")),
+        (args.table, beside(out, "_objects.csv")),
+    ]
 
 
 def _predict_one(args: argparse.Namespace, model: SegmentationModel, path: Path, out: Path) -> None:
@@ -215,13 +244,14 @@ def _predict_file(
     from tqdm import tqdm
 
     from ..core.device import resolve_device
+    from ..core.instances import split_instances
     from ..core.memory import NetworkSize, choose_tile
     from ..core.predict import prepare_image
     from ..core.slices import SliceLabels, label_slices
-    from ..io.float_pages import float_page_writer
     from ..io.labels import labels_dtype, write_label_pages
     from ..io.lazy import open_image
     from ..io.ome_zarr import is_ome_zarr_name, write_ome_zarr_labels
+    from ..io.pages import page_writer
 
     image = open_image(path, axes=args.axes, channels=model.info.in_channels)
     prepared = prepare_image(image.data, model.info.in_channels, image.layout.axes, str(path))
@@ -244,13 +274,27 @@ def _predict_file(
         )
         write_unsure = (
             outputs.enter_context(
-                float_page_writer(
+                page_writer(
                     uncertainty_path(out), shape=prepared.spatial_shape, overwrite=args.overwrite
                 )
             )
             if args.uncertainty
             else None
         )
+        write_objects = (
+            outputs.enter_context(
+                page_writer(
+                    beside(out, "_instances.tif"),
+                    shape=prepared.spatial_shape,
+                    dtype=np.uint16,
+                    overwrite=args.overwrite,
+                )
+            )
+            if args.instances
+            else None
+        )
+        rows: list[dict[str, object]] = []
+        offset = 0
 
         def pages() -> Iterator[np.ndarray]:
             for event in label_slices(
@@ -267,6 +311,21 @@ def _predict_file(
                 if isinstance(event, SliceLabels):
                     if write_unsure is not None and event.uncertainty is not None:
                         write_unsure(event.uncertainty)
+                    if write_objects is not None:
+                        nonlocal offset
+                        objects = split_instances(event.labels > 0)
+                        if args.table:
+                            rows.extend(
+                                _object_rows(
+                                    objects,
+                                    prepared.stack[event.index],
+                                    image.spacing,
+                                    offset,
+                                    event.index if depth > 1 else None,
+                                )
+                            )
+                        write_objects(np.where(objects > 0, objects + offset, 0))
+                        offset += int(objects.max())
                     yield event.labels
                 else:
                     bar.total = event.total
@@ -292,9 +351,49 @@ def _predict_file(
                 overwrite=args.overwrite,
                 class_names=model.info.class_names,
             )
+        if args.table:
+            _write_table(beside(out, "_objects.csv"), rows, overwrite=args.overwrite)
     log.info("wrote %s", out)
-    if args.uncertainty:
-        log.info("wrote %s", uncertainty_path(out))
+    for wanted, extra in _extras(args, out):
+        if wanted:
+            log.info("wrote %s", extra)
+
+
+def _object_rows(
+    objects: np.ndarray,
+    pixels: np.ndarray,
+    spacing: tuple[float, ...] | None,
+    offset: int,
+    z: int | None,
+) -> list[dict[str, object]]:
+    """Return the table rows of one slice's objects (labels as in the instances file)."""
+    from ..core.instances import object_table
+
+    scale = tuple(spacing[-2:]) if spacing else None
+    table = object_table(objects, pixels, scale=scale, unit="unit")
+    names = list(table)
+    rows = []
+    for i in range(len(table["label"])):
+        row: dict[str, object] = {name: table[name][i] for name in names}
+        row["label"] = int(row["label"]) + offset  # type: ignore[call-overload]
+        if z is not None:
+            row = {"label": row["label"], "z": z, **{k: v for k, v in row.items() if k != "label"}}
+        rows.append(row)
+    return rows
+
+
+def _write_table(path: Path, rows: list[dict[str, object]], *, overwrite: bool) -> None:
+    """Write the objects' rows as CSV, atomically."""
+    import csv
+
+    from ..io.atomic import atomic_output
+
+    with atomic_output(path, overwrite=overwrite) as tmp, tmp.open("w", newline="") as handle:
+        columns = list(rows[0]) if rows else ["label", "area_px", "area"]
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
 
 
 def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: list[Path]) -> int:
@@ -349,3 +448,10 @@ def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: l
             )
     log.info("wrote %d output(s) in %s", len(written), args.out)
     return 0
+
+
+def _cell(value: object) -> object:
+    """Return a CSV cell: floats with 6 significant digits."""
+    import numpy as np
+
+    return f"{value:.6g}" if isinstance(value, float | np.floating) else value

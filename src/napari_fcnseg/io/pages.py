@@ -1,8 +1,9 @@
-"""A float32 TIFF written one Z page at a time, beside labels that are written the same way.
+"""A TIFF written one Z page at a time, beside labels that are written the same way.
 
-Used for per-pixel maps that accompany the labels of a stack (e.g. the uncertainty of
-``fcnseg predict --uncertainty``): the pages arrive with the labels' pages, so neither output
-holds the whole stack in memory. The file appears under its name only when complete.
+Used for the per-pixel outputs that accompany the labels of a stack (the uncertainty of
+``fcnseg predict --uncertainty``, the objects of ``--instances``): the pages arrive with the
+labels' pages, so neither output holds the whole stack in memory. The file appears under its
+name only when complete.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from .atomic import atomic_output
 
 
 @contextlib.contextmanager
-def float_page_writer(
-    path: str | os.PathLike[str], *, shape: tuple[int, ...], overwrite: bool = False
+def page_writer(
+    path: str | os.PathLike[str],
+    *,
+    shape: tuple[int, ...],
+    dtype: np.dtype | type = np.float32,
+    overwrite: bool = False,
 ) -> Iterator[Callable[[np.ndarray], None]]:
-    """Yield ``write(page)`` for the (Y, X) pages of a float32 image shaped ``shape``.
+    """Yield ``write(page)`` for the (Y, X) pages of an image shaped ``shape``, of ``dtype``.
 
     ``shape`` is (Y, X) or (Z, Y, X); the block must write exactly that many pages, in order.
     The TIFF (one series, axes metadata ``YX`` or ``ZYX``) is moved into place when the
@@ -36,13 +41,13 @@ def float_page_writer(
 
         def write(page: np.ndarray) -> None:
             nonlocal written
-            page = np.asarray(page, dtype=np.float32)
+            page = np.asarray(page).astype(dtype, copy=False)
             if page.shape != page_shape:
                 raise InputError(f"page shaped {page.shape}, expected {page_shape}")
             if written >= expected:
                 raise InputError(f"{path}: more than the {expected} page(s) of {shape}")
             # Contiguous pages form one (Z, Y, X) series; tifffile's contiguous mode writes them
-            # uncompressed (floats in [0, 1] gain little from zlib anyway).
+            # uncompressed (floats in [0, 1] gain little from zlib anyway; object labels are small).
             tiff.write(
                 page,
                 contiguous=True,
