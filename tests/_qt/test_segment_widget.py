@@ -219,3 +219,28 @@ def test_docks_fit_a_1600x1000_window(qtbot, viewer):
         for area in dock.findChildren(QScrollArea):
             bar = area.horizontalScrollBar()
             assert bar.maximum() == 0, f"{name} scrolls {bar.maximum()} px sideways"
+
+
+def test_objects_adds_one_label_per_chamber_with_measurements(qtbot, viewer, segment):
+    from napari_fcnseg.core.instances import split_instances
+
+    image, _ = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    segment.objects.value = True
+    run(qtbot, segment)
+    objects = viewer.layers["cells objects"]
+    labels = viewer.layers["cells labels"]
+    assert isinstance(objects, Labels) and objects.data.shape == (64, 64)
+    np.testing.assert_array_equal(objects.data, split_instances(np.asarray(labels.data) > 0))
+    n = int(objects.data.max())
+    assert n >= 1
+    assert list(objects.features["index"]) == list(range(1, n + 1))
+    assert {"area_px", "eccentricity", "touches_border", "mean_intensity_0"} <= set(
+        objects.features.columns
+    )
+    assert objects.contour > 0
+    objects.paint((5, 5), 7)  # an edit: the next run keeps it and adds a new layer
+    edited = np.array(objects.data)
+    run(qtbot, segment)
+    np.testing.assert_array_equal(viewer.layers["cells objects"].data, edited)
+    assert "cells objects (2)" in viewer.layers

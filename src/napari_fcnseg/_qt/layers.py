@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 RECORD_KEY = "fcnseg"
 #: Metadata key of the plugin's uncertainty layers (value: the image they describe).
 UNCERTAINTY_KEY = "fcnseg_uncertainty_of"
+#: Metadata key of the plugin's objects layers (value: a digest of the labels it wrote, so an
+#: edited layer is never overwritten).
+OBJECTS_KEY = "fcnseg_objects_digest"
 
 L = TypeVar("L", Image, Labels)
 
@@ -240,6 +243,55 @@ def write_uncertainty(
         opacity=0.7,
         metadata={UNCERTAINTY_KEY: like.name},
     )
+
+
+def write_objects(
+    viewer: napari.Viewer,
+    name: str,
+    objects: np.ndarray,
+    table: dict[str, np.ndarray],
+    like: Image | Labels,
+    z: int | None = None,
+    depth: int | None = None,
+) -> Labels:
+    """Show one label per object as the Labels layer ``name``, its measurements as features.
+
+    With ``z``, ``objects`` is one slice of a stack of ``depth`` slices (the layer holds that
+    slice only). Each object gets napari's distinct label colours; hovering shows its row of
+    ``table`` (area, centroid, axes, orientation, eccentricity, border, mean intensity).
+    """
+    data = np.asarray(objects)
+    if z is not None:
+        full = np.zeros((int(depth or 0), *data.shape), dtype=data.dtype)
+        full[z] = data
+        data = full
+    features = pd.DataFrame({"index": np.asarray(table["label"]), **table})
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if isinstance(existing, Labels) and existing.metadata.get(OBJECTS_KEY) == _digest(
+        np.asarray(existing.data)
+    ):  # ours and unedited: reuse it
+        existing.data = data
+        existing.features = features
+        existing.metadata[OBJECTS_KEY] = _digest(data)
+        existing.visible = True
+        return existing
+    layer = viewer.add_labels(
+        data,
+        name=unique_name(viewer, name) if existing is not None else name,
+        scale=like.scale[-data.ndim :],
+        translate=like.translate[-data.ndim :],
+        opacity=LABELS_OPACITY,
+        features=features,
+        metadata={OBJECTS_KEY: _digest(data)},
+    )
+    layer.contour = 2  # outlines: each chamber stays visible under its colour
+    return layer
+
+
+def _digest(data: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).hexdigest()
 
 
 def _slice_probs(record: PredictionRecord, z: int) -> np.ndarray | None:

@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error
 
 from ..core.device import DEVICE_CHOICES
 from ..core.edits import PredictionRecord
+from ..core.instances import object_table, split_instances
 from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to_labels
 from ..core.progress import Progress
 from ..core.uncertainty import entropy_uncertainty
@@ -33,6 +34,7 @@ from .layers import (
     is_stack,
     layer_choices,
     write_labels,
+    write_objects,
     write_uncertainty,
 )
 from .shared import MODELS
@@ -57,6 +59,9 @@ class SegmentResult:
     model: str
     #: Per-pixel normalised entropy (0 sure, 1 undecided) when asked for, else ``None``.
     uncertainty: np.ndarray | None = None
+    #: One label per object (egg chamber) and its measurements, when asked for.
+    objects: np.ndarray | None = None
+    table: dict[str, np.ndarray] | None = None
 
 
 def segment_job(
@@ -69,11 +74,13 @@ def segment_job(
     device: str,
     source: str = "image",
     uncertainty: bool = False,
+    objects: bool = False,
 ) -> Generator[Progress, None, SegmentResult]:
     """Load the model and predict the image (or its slice ``z``): the worker's job.
 
     ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``); with
-    ``uncertainty`` the result also holds the per-pixel uncertainty (computed in the worker).
+    ``uncertainty`` the result also holds the per-pixel uncertainty, with ``objects`` one label
+    per egg chamber and the objects' measurements (all computed in the worker).
     """
     yield Progress(0, 0, "loading the model")
     model = load_model(model_path)
@@ -85,7 +92,22 @@ def segment_job(
     )
     labels = probabilities_to_labels(probs)
     unsure = entropy_uncertainty(probs) if uncertainty else None
-    return SegmentResult(labels, probs, list(model.info.class_names), str(model_path), unsure)
+    result = SegmentResult(labels, probs, list(model.info.class_names), str(model_path), unsure)
+    if objects:
+        yield Progress(0, 0, "splitting the objects")
+        result.objects = split_instances(labels > 0)
+        result.table = objects_table(result.objects, image)
+    return result
+
+
+def objects_table(objects: np.ndarray, image: Any) -> dict[str, np.ndarray]:
+    """Measurements of every object of a (Y, X) or (Z, Y, X) label image, with a ``z`` column."""
+    if objects.ndim == 2:
+        return object_table(objects, np.asarray(image))
+    parts = [object_table(objects[z], np.asarray(image[z])) for z in range(objects.shape[0])]
+    for z, part in enumerate(parts):
+        part["z"] = np.full(len(part["label"]), z)
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 class SegmentWidget(Container):
@@ -112,6 +134,11 @@ class SegmentWidget(Container):
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)
         self.uncertainty = CheckBox(text="show uncertainty", value=False)
+        self.objects = CheckBox(text="objects (one label per chamber)", value=False)
+        self.objects.tooltip = (
+            "Also add a Labels layer with one label per egg chamber (touching chambers split "
+            "at the gap); hovering shows each one's area, axes and mean intensity"
+        )
         self.uncertainty.tooltip = (
             "Also add an image of how unsure the model is per pixel (0 sure, 1 undecided): "
             "bright where a correction would teach it most"
@@ -126,6 +153,7 @@ class SegmentWidget(Container):
                 self.device,
                 self.tile,
                 self.uncertainty,
+                self.objects,
                 buttons,
             ]
         )
@@ -221,6 +249,7 @@ class SegmentWidget(Container):
                 device=str(self.device.value),
                 source=f"image layer {layer.name!r}",
                 uncertainty=bool(self.uncertainty.value),
+                objects=bool(self.objects.value),
             )
         except FcnsegError as exc:
             show_error(str(exc))
@@ -248,6 +277,16 @@ class SegmentWidget(Container):
                 self._viewer,
                 f"{layer.name} uncertainty",
                 result.uncertainty,
+                like=layer,
+                z=z,
+                depth=None if z is None else int(layer.data.shape[0]),
+            )
+        if result.objects is not None and result.table is not None:
+            write_objects(
+                self._viewer,
+                f"{layer.name} objects",
+                result.objects,
+                result.table,
                 like=layer,
                 z=z,
                 depth=None if z is None else int(layer.data.shape[0]),
