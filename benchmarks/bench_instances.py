@@ -14,9 +14,7 @@ Usage: ``python benchmarks/bench_instances.py [--model PATH] [--data DIR]``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from skimage import feature, measure, segmentation
 from skimage import io as skio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_uncertainty import _machine
+from _report import header
 
 from napari_fcnseg.core.instances import split_instances
 from napari_fcnseg.core.predict import predict_probabilities
@@ -84,10 +82,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"skipped: {args.data} (the shared real slices) is absent")
         return 0
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    print(f"date {time.strftime('%Y-%m-%d %H:%M')}, commit {commit}, {_machine()}")
+    print(header())
     sources: list[tuple[str, object]] = [("annotated egg mask", None)]
     if args.model.is_file():
         sources.append((f"model {args.model.name}", load_model(args.model)))

@@ -26,9 +26,7 @@ import argparse
 import dataclasses
 import itertools
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ import torch
 from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _report as report
 from _baselines import RandomForestBaseline, features
 
 from napari_fcnseg.core.metrics import iou_and_dice
@@ -312,18 +311,6 @@ def _settings(pairs: list[str], budget: float) -> FineTuneSettings:
     return settings
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -345,10 +332,8 @@ def main() -> int:
         )
         return 2
     settings = _settings(args.set, args.budget)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    where = _machine()
+    commit = report.commit()
+    where = report.machine()
     now = time.strftime("%Y-%m-%d %H:%M")
     print(f"date {now}, commit {commit}, {where}, torch {torch.__version__}")
     print(f"settings: {dataclasses.asdict(settings)}")

@@ -16,18 +16,15 @@ Usage: ``python benchmarks/bench_uncertainty.py [--model PATH] [--data DIR]``.
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage as ndi
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import header
 
 from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
@@ -55,15 +52,6 @@ def top_share(score: np.ndarray, positive: np.ndarray, fraction: float = TOP) ->
     return float(positive.ravel()[top].sum() / max(1, positive.sum()))
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {torch.get_num_threads()} threads"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=START)
@@ -75,10 +63,7 @@ def main() -> int:
     if not args.model.is_file():
         print(f"{args.model} is missing: scripts/train_default_model.py --stage1 {args.model}")
         return 2
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    print(f"date {time.strftime('%Y-%m-%d %H:%M')}, commit {commit}, {_machine()}")
+    print(header())
     print(f"model {args.model.name}")
     model = load_model(args.model)
     print(
