@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_fcnseg.model.checkpoint import SegmentationModel, save_model
-from tests.helpers import SHARED_DATA, make_tiny_model
+from tests.helpers import SHARED_DATA, disk_model, make_tiny_model
 
 
 @pytest.fixture
@@ -24,6 +24,12 @@ def tiny_model() -> SegmentationModel:
 @pytest.fixture
 def tiny_model_file(tmp_path: Path, tiny_model: SegmentationModel) -> Path:
     return save_model(tiny_model, tmp_path / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model() -> SegmentationModel:
+    """A tiny model trained briefly on bright disks (shared by the tests; do not change it)."""
+    return disk_model()
 
 
 @pytest.fixture

@@ -42,6 +42,27 @@ def disks(seed: int, size: int = 64, channels: int = 3) -> TrainingSample:
     return TrainingSample(image if channels > 1 else image[..., 0], labels, name=f"disks{seed}")
 
 
+def disk_model(steps: int = 24, seed: int = 2) -> SegmentationModel:
+    """A tiny model trained briefly on :func:`disks`: it finds bright disks on clean images."""
+    from napari_fcnseg.core.progress import run_to_completion
+    from napari_fcnseg.training.trainer import TrainConfig, fit
+
+    config = TrainConfig(
+        max_steps=steps, batch_size=4, crop=64, learning_rate=5e-3, validate_every=1000,
+        device="cpu",
+    )  # fmt: skip
+    train = [disks(s) for s in range(4)]
+    return run_to_completion(fit(make_tiny_model(seed=seed), train, [], config)).model.eval()
+
+
+def hard_disks_stack(hard: int = 2, depth: int = 4) -> np.ndarray:
+    """A (Z, 64, 64, 3) stack of :func:`disks` images; slice ``hard`` dimmed and made noisy."""
+    stack = np.stack([disks(10 + z).image for z in range(depth)]).astype(np.float32)
+    noise = np.random.default_rng(1).normal(0, 25, stack[hard].shape)
+    stack[hard] = 60 + 0.25 * (stack[hard] - 60) + noise
+    return stack.clip(0, 255).astype(np.uint8)
+
+
 def small_model(depth: int = 2, seed: int = 0, channels: int = 3) -> SegmentationModel:
     torch.manual_seed(seed)
     return SegmentationModel.create(["background", "egg"], channels, depth=depth, base_features=8)

@@ -6,7 +6,8 @@ def test_core_imports_no_gui():
     code = (
         "import sys, napari_fcnseg, napari_fcnseg.core.predict, napari_fcnseg.model.checkpoint, "
         "napari_fcnseg.io.images, napari_fcnseg.io.labels, napari_fcnseg.cli, "
-        "napari_fcnseg.training.trainer, napari_fcnseg.training.dataset, napari_fcnseg.core.crf;"
+        "napari_fcnseg.training.trainer, napari_fcnseg.training.dataset, napari_fcnseg.core.crf, "
+        "napari_fcnseg.core.suggest;"
         "bad = [m for m in ('qtpy', 'napari', 'magicgui', 'PyQt6', 'PyQt5', 'PySide6') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )

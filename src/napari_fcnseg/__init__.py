@@ -20,6 +20,8 @@ _LAZY = {
     "predict_probabilities": "napari_fcnseg.core.predict",
     "predict_slices": "napari_fcnseg.core.predict",
     "probabilities_to_labels": "napari_fcnseg.core.predict",
+    "rank_for_annotation": "napari_fcnseg.core.suggest",
+    "Suggestion": "napari_fcnseg.core.suggest",
     "run_to_completion": "napari_fcnseg.core.progress",
     "Progress": "napari_fcnseg.core.progress",
     "load_model": "napari_fcnseg.model.checkpoint",
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .core.crf import iter_refine_with_crf, refine_with_crf
     from .core.predict import predict_probabilities, predict_slices, probabilities_to_labels
     from .core.progress import Progress, run_to_completion
+    from .core.suggest import Suggestion, rank_for_annotation
     from .io.images import read_image
     from .io.labels import read_labels, write_labels
     from .model.checkpoint import SegmentationModel, load_model, save_model
@@ -57,6 +60,7 @@ __all__ = [
     "OutputExistsError",
     "Progress",
     "SegmentationModel",
+    "Suggestion",
     "UNet",
     "__version__",
     "iter_refine_with_crf",
@@ -64,6 +68,7 @@ __all__ = [
     "predict_probabilities",
     "predict_slices",
     "probabilities_to_labels",
+    "rank_for_annotation",
     "read_image",
     "read_labels",
     "refine_with_crf",
