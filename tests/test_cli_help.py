@@ -51,7 +51,7 @@ def test_help_pages_import_nothing_heavy():
     code = (
         "import contextlib, io, json, sys\n"
         "from napari_fcnseg.cli import main\n"
-        "for argv in ([], ['predict'], ['evaluate'], ['train'], ['add']):\n"
+        "for argv in ([], ['predict'], ['suggest'], ['evaluate'], ['train'], ['add']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"
         "            main([*argv, '--help'])\n"
@@ -67,7 +67,7 @@ def test_help_pages_import_nothing_heavy():
 def test_fcnseg_help_names_every_command():
     result = _python("-m", "napari_fcnseg", "--help")
     assert result.returncode == 0, result.stderr
-    assert list(COMMANDS) == ["predict", "evaluate", "train", "add"]
+    assert list(COMMANDS) == ["predict", "suggest", "evaluate", "train", "add"]
     for name in COMMANDS:
         assert f"    {name} " in result.stdout
     assert "fcnseg COMMAND --help" in result.stdout

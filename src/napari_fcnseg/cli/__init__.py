@@ -1,7 +1,8 @@
-"""The ``fcnseg`` command: segment, evaluate, grow annotated sets and train without a GUI.
+"""The ``fcnseg`` command: segment, rank, evaluate, grow annotated sets and train without a GUI.
 
-One module per command (:mod:`.predict`, :mod:`.evaluate`, :mod:`.train`, :mod:`.add`), each
-with ``add_parser(commands)`` and ``run(args) -> int``; :mod:`._options` holds what they share.
+One module per command (:mod:`.predict`, :mod:`.suggest`, :mod:`.evaluate`, :mod:`.train`,
+:mod:`.add`), each with ``add_parser(commands)`` and ``run(args) -> int``; :mod:`._options`
+holds what they share.
 Building the parser imports neither torch nor napari: every command imports its heavy
 dependencies inside ``run``, so ``fcnseg --help`` answers at once. Errors are handled here, the
 same for every command: one line on stderr, exit code 2 for bad input, 1 for an unexpected
@@ -20,13 +21,19 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import FcnsegError
-from . import add, evaluate, predict, train
+from . import add, evaluate, predict, suggest, train
 from ._options import HelpFormatter, examples_text, paragraphs
 
 __all__ = ["COMMANDS", "EXAMPLES", "build_parser", "main"]
 
 #: The subcommands, in the order ``fcnseg --help`` lists them.
-COMMANDS = {"predict": predict, "evaluate": evaluate, "train": train, "add": add}
+COMMANDS = {
+    "predict": predict,
+    "suggest": suggest,
+    "evaluate": evaluate,
+    "train": train,
+    "add": add,
+}
 
 EXAMPLES = (
     "fcnseg predict scans/ --out labels/",
@@ -40,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fcnseg",
         description=paragraphs(
-            "Segment microscopy images with a U-Net (+ CRF-as-RNN), evaluate models, grow "
-            "annotated sets and train or fine-tune models on them."
+            "Segment microscopy images with a U-Net (+ CRF-as-RNN), rank the slices to correct "
+            "first, evaluate models, grow annotated sets and train or fine-tune models on them."
         ),
         epilog=examples_text(EXAMPLES)
         + "\n\n'fcnseg COMMAND --help' lists every option of COMMAND with its default.",

@@ -10,6 +10,7 @@ import logging
 import sys
 import textwrap
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core.choices import DEVICE_CHOICES
@@ -107,6 +108,50 @@ def scale_factor(text: str) -> float:
         return check_scale(positive_float(text))
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_inputs(parser: argparse.ArgumentParser) -> None:
+    """Add the ``INPUT...`` arguments and ``--axes`` (read with :func:`expand_inputs`)."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="TIFF (2D, stack, RGB, multichannel), PNG or JPEG images, zarr / "
+        "OME-Zarr folders, or folders of such images",
+    )
+
+
+def add_axes_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--axes``."""
+    parser.add_argument(
+        "--axes",
+        help="axes of the inputs when the file does not say, e.g. ZCYX; default: from the "
+        "file's metadata, else guessed from the shape",
+    )
+
+
+def expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Return the inputs, with plain folders replaced by the images (and zarr stores) inside."""
+    from ..errors import InputError
+    from ..io.images import IMAGE_SUFFIXES
+    from ..io.lazy import is_zarr_path
+
+    inputs: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not is_zarr_path(path):
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if not p.name.startswith(".")
+                and (p.suffix.lower() in IMAGE_SUFFIXES or is_zarr_path(p))
+            )
+            if not found:
+                raise InputError(f"{path} is a folder without TIFF, PNG, JPEG or zarr images")
+            inputs.extend(found)
+        else:
+            inputs.append(path)
+    return inputs
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ._options import add_command, add_model_options, load_model, positive_int
+from ._options import (
+    add_axes_option,
+    add_command,
+    add_inputs,
+    add_model_options,
+    expand_inputs,
+    load_model,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,14 +52,7 @@ def add_parser(
         ],
         examples=EXAMPLES,
     )
-    parser.add_argument(
-        "inputs",
-        nargs="+",
-        type=Path,
-        metavar="INPUT",
-        help="TIFF (2D, stack, RGB, multichannel), PNG or JPEG images, zarr / "
-        "OME-Zarr folders, or folders of such images",
-    )
+    add_inputs(parser)
     parser.add_argument(
         "--out",
         required=True,
@@ -67,11 +68,7 @@ def add_parser(
         help="output format; default: ome-zarr when --out ends in .zarr, else tiff",
     )
     add_model_options(parser, auto_tile=True)
-    parser.add_argument(
-        "--axes",
-        help="axes of the inputs when the file does not say, e.g. ZCYX; default: from the "
-        "file's metadata, else guessed from the shape",
-    )
+    add_axes_option(parser)
     parser.add_argument(
         "--crf",
         action="store_true",
@@ -133,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``fcnseg predict``; return the exit status."""
     from ..io.atomic import check_writable
 
-    inputs = _expand_inputs(args.inputs)
+    inputs = expand_inputs(args.inputs)
     outputs = _output_paths(inputs, args.out, args.format)
     if args.table and not args.instances:
         raise InputError("--table measures the objects of --instances: add --instances")
@@ -154,28 +151,6 @@ def run(args: argparse.Namespace) -> int:
     for path, out in zip(inputs, outputs):
         _predict_one(args, model, path, out)
     return 0
-
-
-def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
-    """Return the inputs, with plain folders replaced by the images (and zarr stores) inside."""
-    from ..io.images import IMAGE_SUFFIXES
-    from ..io.lazy import is_zarr_path
-
-    inputs: list[Path] = []
-    for path in paths:
-        if path.is_dir() and not is_zarr_path(path):
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if not p.name.startswith(".")
-                and (p.suffix.lower() in IMAGE_SUFFIXES or is_zarr_path(p))
-            )
-            if not found:
-                raise InputError(f"{path} is a folder without TIFF, PNG, JPEG or zarr images")
-            inputs.extend(found)
-        else:
-            inputs.append(path)
-    return inputs
 
 
 def _output_paths(inputs: Sequence[Path], out: Path, fmt: str | None) -> list[Path]:
