@@ -2,12 +2,13 @@
 
 The Labels layers the plugin wrote remember the prediction (see ``core/edits.py``), so the form
 knows which pixels and slices were changed, on whichever of them a person paints (the Segment
-labels or the CRF's); slices can also be marked as checked. A round is one core job
-(:func:`~napari_fcnseg.training.rounds.correction_round`, which holds the policy: what to train
-on, the hold-out, the replay, which version becomes active) run in a worker with a live plot of
-loss and held-out IoU against seconds. The dock then says, in numbers, whether the new version
-beat the previous one and which is active; Cancel keeps the previous model. Any earlier version
-can be made active again.
+labels or the CRF's); slices can also be marked as checked, and **Suggest next slice**
+(:mod:`.suggest_panel`) shows the slice not yet corrected where a correction teaches most. A
+round is one core job (:func:`~napari_fcnseg.training.rounds.correction_round`, which holds
+the policy: what to train on, the hold-out, the replay, which version becomes active) run in a
+worker with a live plot of loss and held-out IoU against seconds. The dock then says, in
+numbers, whether the new version beat the previous one and which is active; Cancel keeps the
+previous model. Any earlier version can be made active again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .forms import (
 from .layers import current_slice, has_corrections, layer_choices, layer_samples, record_of
 from .loss_plot import LossPlot
 from .shared import MODELS
+from .suggest_panel import SuggestPanel
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -71,6 +73,9 @@ class FineTuneWidget(Container):
         self.layers.native.setMaximumHeight(70)
         self.edits = Label(value="")
         self.mark_button = PushButton(text="Mark current slice as checked")
+        self.suggest = SuggestPanel(
+            viewer, lambda: list(self.layers.value), lambda: str(self.device.value)
+        )
         # The defaults are the core policy's (benchmarks/bench_loop.py chose them).
         self.seconds = SpinBox(
             label="time budget (s)", min=5, max=86_400, value=int(_POLICY.max_seconds or 60)
@@ -115,6 +120,7 @@ class FineTuneWidget(Container):
                 self.layers,
                 self.edits,
                 self.mark_button,
+                self.suggest,
                 self.seconds,
                 self.steps,
                 self.learning_rate,
@@ -132,11 +138,13 @@ class FineTuneWidget(Container):
             ]
         )
         self.plot = LossPlot(unit="s")
-        self.native.layout().insertWidget(12, self.plot)
+        self.native.layout().insertWidget(13, self.plot)
         self.runner = JobRunner("Fine-tune", parent=self.native)
         connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.cancel_button.changed.connect(self._cancelled)
         self.runner.running.connect(self._set_running)
+        # One job at a time: ranking and fine-tuning would compete for the CPU and the model.
+        self.suggest.runner.running.connect(lambda on: setattr(self.run_button, "enabled", not on))
         self._kept = ""
         self.mark_button.changed.connect(self.mark_checked)
         self.use_button.changed.connect(self.use_version)
@@ -214,6 +222,7 @@ class FineTuneWidget(Container):
     def _set_running(self, running: bool) -> None:
         # The Run and Cancel buttons are switched by connect_runner.
         self.use_button.enabled = not running
+        self.suggest.suggest_button.enabled = not running
 
     # ---------------------------------------------------------------- actions
     def mark_checked(self) -> None:
