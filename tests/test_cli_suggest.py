@@ -9,6 +9,7 @@ import tifffile
 from skimage import io as skio
 
 from napari_fcnseg.cli import main
+from napari_fcnseg.core.suggest import DEFAULT_MEASURE
 from napari_fcnseg.model.checkpoint import save_model
 from tests.helpers import disks, hard_disks_stack
 
@@ -34,7 +35,7 @@ def test_text_lists_the_slices_to_correct_first(scans, model_args, capsys):
     assert main(["suggest", str(scans), *model_args, "--top", "3"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split() == ["rank", "input", "slice", "crf"]
+    assert lines[0].split() == ["rank", "input", "slice", DEFAULT_MEASURE]
     assert len(lines) == 4  # --top 3
     first = lines[1].split()
     assert first[:3] == ["1", str(scans / "stack.tif"), "2"]
@@ -43,9 +44,9 @@ def test_text_lists_the_slices_to_correct_first(scans, model_args, capsys):
 
 
 def test_json_has_every_slice_in_rank_order(scans, model_args, capsys):
-    assert main(["suggest", str(scans), *model_args, "--json", "--measure", "flips"]) == 0
+    assert main(["suggest", str(scans), *model_args, "--json", "--measure", "crf"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["measure"] == "flips"
+    assert report["measure"] == "crf"
     rows = report["suggestions"]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert (rows[0]["input"], rows[0]["slice"]) == (str(scans / "stack.tif"), 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari_fcnseg._qt.shared import MODELS
 from napari_fcnseg.core.progress import run_to_completion
-from napari_fcnseg.core.suggest import rank_for_annotation
+from napari_fcnseg.core.suggest import DEFAULT_MEASURE, rank_for_annotation
 from napari_fcnseg.model.checkpoint import save_model
 from tests._qt.helpers import errors, run
 from tests.helpers import hard_disks_stack
@@ -39,7 +39,8 @@ def test_suggest_moves_to_the_slice_to_correct_and_shows_its_score(
     assert viewer.dims.current_step[0] == 2
     assert viewer.layers.selection.active is labels  # ready to paint on
     assert panel.suggestion.value == (
-        f"next: stack slice 2 (crf score {expected[0].score:.3f}; 4 of 4 ranked slices left)"
+        f"next: stack slice 2 ({DEFAULT_MEASURE} score {expected[0].score:.3f}; "
+        "4 of 4 ranked slices left)"
     )
     assert train_dock.finetune.run_button.enabled
     # Correct slice 2: the next press moves on to the next slice, without ranking again.

@@ -45,11 +45,11 @@ def add_parser(
             "score that needs no annotation: correct them in this order and fine-tune "
             "(fcnseg add, fcnseg train --init). Slices of all inputs are ranked together. "
             "One slice is read and held at a time.",
-            "Scores: crf, the share of the labels the dense CRF changes (1 - IoU between the "
-            "U-Net's labels and the CRF's); flips, the share that changes when the image is "
-            "flipped; combined, their mean; entropy, the model's mean uncertainty over and "
-            "around the objects it found. How well each follows the true error: "
-            "benchmarks/README.md, 'What to annotate next'.",
+            "Scores: flips, the share of the labels that changes when the image is flipped "
+            "(1 - IoU against the unflipped labels, over three flips: 4 predictions per "
+            "slice); crf, the share the dense CRF changes (cheaper); combined, their mean; "
+            "entropy, the model's mean uncertainty over and around the objects it found. How "
+            "well each follows the true error: benchmarks/README.md, 'What to annotate next'.",
         ],
         examples=EXAMPLES,
     )

@@ -139,7 +139,7 @@ class Suggestion:
         return self.regions[0] if self.regions else None
 
     def describe(self) -> str:
-        """One line for people, e.g. ``stack.tif slice 3: crf 0.142``."""
+        """One line for people, e.g. ``stack.tif slice 3: flips 0.142``."""
         where = self.source if self.z is None else f"{self.source} slice {self.z}"
         return f"{where}: {self.measure} {self.score:.3f}"
 
