@@ -271,6 +271,14 @@ def synthetic_part(model: SegmentationModel, budget: float) -> None:
         by_z = {r.z: r for r in stack_ranks(model, stack, set())}
         for m in MEASURES:
             rhos[m].append(spearman([by_z[z].scores[m] for z in range(len(stack))], errors))
+        worst = int(np.argmax(errors))
+        share = float(predict_mask(model, stack[worst].image).mean())
+        print(f"stack seed {seed}: the worst slice is {stack[worst].name}, true error "
+              f"{errors[worst]:.3f}, {share:.0%} predicted as objects, scores "
+              + ", ".join(f"{m} {v:.3f}" for m, v in by_z[worst].scores.items())
+              + "; top of each measure: "
+              + ", ".join(f"{m} {stack[int(max(by_z.values(), key=lambda r: r.scores[m]).z)].name}"
+                          for m in MEASURES))  # fmt: skip
         if seed != STACK_SEEDS[0]:
             continue
         loop_stack = stack
