@@ -97,6 +97,7 @@ class SuggestPanel(Container):
         self.suggest_button, self.cancel_button, _ = run_buttons("Suggest next slice")
         self.suggestion = Label(value="")
         self.suggestion.native.setWordWrap(True)
+        self.suggestion.visible = False  # shown with the first message (no gap in the form)
         super().__init__(
             widgets=[button_row(self.suggest_button, self.cancel_button), self.suggestion],
             labels=False,
@@ -139,14 +140,14 @@ class SuggestPanel(Container):
             exclude=exclude,
             device=self._device(),
         )
-        self.suggestion.value = f"ranking the slices with {name} ..."
+        self._say(f"ranking the slices with {name} ...")
         self.runner.start(job, on_result=lambda found: self._ranked(key, targets, found))
 
     def invalidate(self, _event: Any = None) -> None:
         """Forget the ranking (the model or the images changed): the next press ranks again."""
         if self.ranking is not None:
             self.ranking = None
-            self.suggestion.value = "the model or the images changed: rank again"
+            self._say("the model or the images changed: rank again")
 
     def show_next(self) -> None:
         """Move the viewer to the highest-ranked slice that is not yet corrected."""
@@ -156,7 +157,7 @@ class SuggestPanel(Container):
         done = [_corrected(t) for t in ranking.targets]
         left = [s for s in ranking.suggestions if (s.z or 0) not in done[s.image]]
         if not left:
-            self.suggestion.value = "every slice is corrected or checked: fine-tune on them"
+            self._say("every slice is corrected or checked: fine-tune on them")
             return
         best = left[0]
         target = ranking.targets[best.image]
@@ -168,7 +169,7 @@ class SuggestPanel(Container):
             self._viewer.dims.set_point(axis, float(world))
         self._viewer.layers.selection.active = layer
         where = best.source if best.z is None else f"{best.source} slice {best.z}"
-        self.suggestion.value = (
+        self._say(
             f"next: {where} ({best.measure} score {best.score:.3f}; "
             f"{len(left)} of {len(ranking.suggestions)} ranked slices left)"
         )
@@ -212,8 +213,12 @@ class SuggestPanel(Container):
         self.ranking = _Ranking(key, targets, found)
         self.show_next()
 
+    def _say(self, text: str) -> None:
+        self.suggestion.value = text
+        self.suggestion.visible = bool(text)
+
     def _cancelled(self) -> None:
-        self.suggestion.value = "ranking cancelled"
+        self._say("ranking cancelled")
 
 
 def _corrected(target: _Target) -> set[int]:
