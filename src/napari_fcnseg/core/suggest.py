@@ -1,7 +1,8 @@
 """What to annotate next: rank slices (and regions in them) by where the model is likely wrong.
 
-A correction teaches the model most where its labels are most wrong, so each slice is scored by
-an estimate of its error that needs no annotation, on the model's own prediction:
+The premise is that a correction teaches the model most where its labels are most wrong (how
+far that held on real slices is in the benchmark named below), so each slice is scored by an
+estimate of its error that needs no annotation, from the model's own prediction:
 
 * ``entropy``: the mean normalised entropy of the class probabilities over the predicted
   objects and a band of :data:`BAND` px around them (the background far from any object,
@@ -398,9 +399,8 @@ def _predict_one(
 def _entropy_map(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(entropy near the objects, pixels near the objects): numerator and denominator maps."""
     near = ndi.binary_dilation(labels > 0, iterations=BAND) if BAND else labels > 0
-    return np.where(near, entropy_uncertainty(probs), 0.0).astype(np.float32), near.astype(
-        np.float32
-    )
+    unsure = np.where(near, entropy_uncertainty(probs), 0.0).astype(np.float32)
+    return unsure, near.astype(np.float32)
 
 
 def _disagreement(
