@@ -275,7 +275,11 @@ def _predict_file(
         write_unsure = (
             outputs.enter_context(
                 page_writer(
-                    uncertainty_path(out), shape=prepared.spatial_shape, overwrite=args.overwrite
+                    uncertainty_path(out),
+                    shape=prepared.spatial_shape,
+                    overwrite=args.overwrite,
+                    spacing=image.spacing,
+                    unit=image.unit,
                 )
             )
             if args.uncertainty
@@ -288,6 +292,8 @@ def _predict_file(
                     shape=prepared.spatial_shape,
                     dtype=np.uint16,
                     overwrite=args.overwrite,
+                    spacing=image.spacing,
+                    unit=image.unit,
                 )
             )
             if args.instances
@@ -350,6 +356,8 @@ def _predict_file(
                 dtype=dtype,
                 overwrite=args.overwrite,
                 class_names=model.info.class_names,
+                spacing=image.spacing,
+                unit=image.unit,
             )
         if args.table:
             _write_table(beside(out, "_objects.csv"), rows, overwrite=args.overwrite)
