@@ -7,6 +7,8 @@ Probabilities: 2 classes (egg / background) from blurred labels plus smooth nois
 iterations. pydensecrf runs the stack slice by slice. Prints a markdown table.
 
 Run: .venv/bin/python benchmarks/bench_crf.py [--repeats 3]
+     .venv/bin/python benchmarks/bench_crf.py --settings [--repeats 5]   (the speed-up table:
+     each real slice and the 1024x1024 input, bilateral 20/8 and 80/13, 1 and all threads)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from napari_fcnseg.core.crf import DEFAULTS, refine_with_crf
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.crf_rnn import (
     CrfRnn,
+    auto_downsample,
     probability_logits,
     scale_channels_last,
     scale_intensities,
@@ -75,7 +78,10 @@ def make_stack(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return stack, stack_labels
 
 
-def pydensecrf_2d(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def pydensecrf_2d(
+    image: np.ndarray, probs: np.ndarray, bilateral: tuple[float, float] | None = None
+) -> np.ndarray:
+    """pydensecrf on one RGB image scaled as refine_with_crf scales it (the scaling is timed)."""
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 
@@ -84,19 +90,15 @@ def pydensecrf_2d(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
     rgb = np.ascontiguousarray(np.moveaxis(scaled.round().byte().numpy(), 0, -1))
     d = dcrf.DenseCRF2D(w, h, k)
     d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs, clip=1e-5)))
-    _add_pairwise(d, rgb)
+    _add_pairwise(d, rgb, bilateral)
     return np.array(d.inference(DEFAULTS["iterations"]), dtype=np.float32).reshape(k, h, w)
 
 
-def _add_pairwise(d, rgb: np.ndarray) -> None:
-    """The kernels of refine_with_crf's defaults, in pydensecrf's terms."""
+def _add_pairwise(d, rgb: np.ndarray, bilateral: tuple[float, float] | None = None) -> None:
+    """The kernels of refine_with_crf's defaults (or another bilateral sxy, srgb)."""
+    sxy, srgb = bilateral or (DEFAULTS["bilateral_sxy"], DEFAULTS["bilateral_srgb"])
     d.addPairwiseGaussian(sxy=DEFAULTS["gaussian_sxy"], compat=DEFAULTS["gaussian_compat"])
-    d.addPairwiseBilateral(
-        sxy=DEFAULTS["bilateral_sxy"],
-        srgb=DEFAULTS["bilateral_srgb"],
-        rgbim=rgb,
-        compat=DEFAULTS["bilateral_compat"],
-    )
+    d.addPairwiseBilateral(sxy=sxy, srgb=srgb, rgbim=rgb, compat=DEFAULTS["bilateral_compat"])
 
 
 def pydensecrf_stack(stack: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -143,7 +145,16 @@ def main() -> None:
         "is not installed (e.g. a GPU machine), so that agreement can still be reported",
     )
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA rows")
+    parser.add_argument(
+        "--settings",
+        action="store_true",
+        help="only the speed-up table: each real slice and the 1024x1024 input, with the "
+        "default (20/8) and pydensecrf's usual (80/13) bilateral kernel, 1 and all threads",
+    )
     args = parser.parse_args()
+    if args.settings:
+        settings_table(args.repeats)
+        return
     image, labels, source = load_inputs()
     probs = probabilities(labels)
     stack, stack_labels = make_stack(image, labels)
@@ -181,6 +192,74 @@ def main() -> None:
         print(f"| {inp} | {method} | {t:.3f} | {agree} |")
     if cuda_note:
         print(f"\n{cuda_note.strip()}")
+
+
+#: Bilateral (sxy, srgb) settings of the speed-up table: ours and pydensecrf's usual ones.
+SETTINGS = ((20.0, 8.0), (80.0, 13.0))
+
+
+def real_slices() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, egg probabilities) of each shared real slice, at its own size."""
+    if not DATA.is_dir():
+        return []
+    out = []
+    for path in sorted((DATA / "image").glob("*.jpg")):
+        labels = (io.imread(DATA / "annot_struct" / f"{path.stem}.png") > 0).astype(np.uint8)
+        out.append((path.stem, io.imread(path), probabilities(labels)))
+    return out
+
+
+def settings_table(repeats: int) -> None:
+    """Seconds of pydensecrf and of ours at equal settings, per input, setting and threads.
+
+    The methods run interleaved, best of ``repeats`` each, so that a load on the machine
+    affects all of them alike.
+    """
+    import pydensecrf  # noqa: F401  (this table needs the reference)
+
+    image, labels, source = load_inputs()
+    inputs = [(name, img, p) for name, img, p in real_slices()]
+    inputs.append(("1024x1024 (" + source.split(",")[0] + ")", image, probabilities(labels)))
+    cpus = os.cpu_count() or 1
+    threads = sorted({1, cpus})
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {cpus} CPUs, torch "
+        f"{torch.__version__}. 2 classes, 5 iterations, gaussian 3/3, bilateral compat 10; "
+        f"best of {repeats} interleaved runs; pydensecrf2 runs on one thread.\n"
+    )
+    heads = " | ".join(f"ours, {t} thread{'s' * (t > 1)}: s (speed-up)" for t in threads)
+    print(f"| input | bilateral sxy / srgb (blocks) | pydensecrf2: s | {heads} | label agreement |")
+    print("|---|---|---|" + "---|" * len(threads) + "---|")
+    for name, img, p in inputs:
+        for sxy, srgb in SETTINGS:
+            methods: dict[str, tuple[int, Callable[[], np.ndarray]]] = {
+                "ref": (1, lambda img=img, p=p, b=(sxy, srgb): pydensecrf_2d(img, p, b))
+            }
+            for t in threads:
+                methods[f"ours{t}"] = (
+                    t,
+                    lambda img=img, p=p, b=(sxy, srgb): refine_with_crf(
+                        img, p, device="cpu", bilateral_sxy=b[0], bilateral_srgb=b[1]
+                    ),
+                )
+            best = dict.fromkeys(methods, float("inf"))
+            outputs: dict[str, np.ndarray] = {}
+            for _ in range(repeats):
+                for key, (t, fn) in methods.items():
+                    torch.set_num_threads(t)
+                    seconds, outputs[key] = timed(fn, 1)
+                    best[key] = min(best[key], seconds)
+            blocks = auto_downsample(sxy, img.shape[0] * img.shape[1])
+            cells = " | ".join(
+                f"{best[f'ours{t}']:.3f} ({best['ref'] / best[f'ours{t}']:.1f}x)" for t in threads
+            )
+            agree = _agreement(outputs[f"ours{threads[-1]}"], outputs["ref"].argmax(0))
+            print(
+                f"| {name} {img.shape[0]}x{img.shape[1]} | {sxy:.0f} / {srgb:.0f} ({blocks}) | "
+                f"{best['ref']:.3f} | {cells} | {agree} |",
+                flush=True,
+            )
+    torch.set_num_threads(cpus)
 
 
 def cpu_rows(

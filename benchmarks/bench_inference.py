@@ -6,7 +6,7 @@ parameters) on stacks of 1, 10 and 50 RGB slices of 1024x1024, the way ``fcnseg 
 configuration in a fresh process, next to one untiled forward pass of the same model on one
 slice (normalise, forward, softmax, argmax) in the same run.
 
-    python benchmarks/bench_inference.py [--slices 1 10 50] [--device cpu]
+    python benchmarks/bench_inference.py [--slices 1 10 50] [--device cpu] [--pipeline both]
 
 Peak memory is the kernel's resident-set high-water mark (VmHWM) during the job, reset just
 before it; "job peak" subtracts the resident set before the job (interpreter, torch, model and
@@ -97,7 +97,7 @@ def _gpu_peak(device: str, before: int) -> float | None:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
-def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
+def run_tiled(slices: int, tile: int, batch: int, device: str, pipeline: bool | None) -> dict:
     from napari_fcnseg.core.predict import SlicePrediction, predict_slices
     from napari_fcnseg.io.labels import write_label_pages
 
@@ -112,7 +112,9 @@ def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
     start = time.perf_counter()
 
     def pages():
-        for event in predict_slices(model, stack, tile=tile, batch=batch, device=device):
+        for event in predict_slices(
+            model, stack, tile=tile, batch=batch, device=device, pipeline=pipeline
+        ):
             if isinstance(event, SlicePrediction):
                 yield event.probabilities.argmax(0).astype(np.uint8)
 
@@ -120,7 +122,8 @@ def run_tiled(slices: int, tile: int, batch: int, device: str) -> dict:
         write_label_pages(Path(tmp) / "labels.tif", pages(), shape=stack.shape[:3], dtype=np.uint8)
     seconds = time.perf_counter() - start
     return {
-        "mode": "tiled (fcnseg predict path)",
+        "mode": "tiled (fcnseg predict path)"
+        + {None: "", True: ", pipelined", False: ", sequential"}[pipeline],
         "slices": slices,
         "tile": tile,
         "seconds": seconds,
@@ -153,6 +156,13 @@ def main() -> None:
         help="also run 10 slices with this smaller tile (0 to skip)",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--pipeline",
+        choices=["auto", "on", "off", "both"],
+        default="auto",
+        help="overlap host work with the device's (predict_slices(pipeline=...)): auto = the "
+        "default for the device; both = each stack twice, pipelined and sequential",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -160,36 +170,22 @@ def main() -> None:
         result = (
             run_untiled(spec["device"])
             if spec["kind"] == "untiled"
-            else run_tiled(spec["slices"], spec["tile"], spec["batch"], spec["device"])
+            else run_tiled(
+                spec["slices"], spec["tile"], spec["batch"], spec["device"], spec["pipeline"]
+            )
         )
         print(json.dumps(result))
         return
 
-    rows = [_child({"kind": "untiled", "device": args.device})]
-    for n in args.slices:
-        rows.append(
-            _child(
-                {
-                    "kind": "tiled",
-                    "slices": n,
-                    "tile": args.tile,
-                    "batch": args.batch,
-                    "device": args.device,
-                }
-            )
-        )
+    modes = {"auto": [None], "on": [True], "off": [False], "both": [True, False]}[args.pipeline]
+    runs = [(n, args.tile) for n in args.slices]
     if args.extra_tile:
-        rows.append(
-            _child(
-                {
-                    "kind": "tiled",
-                    "slices": 10,
-                    "tile": args.extra_tile,
-                    "batch": args.batch,
-                    "device": args.device,
-                }
-            )
-        )
+        runs.append((10, args.extra_tile))
+    rows = [_child({"kind": "untiled", "device": args.device})]
+    for n, tile in runs:
+        for pipeline in modes:
+            spec = {"kind": "tiled", "slices": n, "tile": tile, "batch": args.batch}
+            rows.append(_child({**spec, "device": args.device, "pipeline": pipeline}))
     reference = rows[0]["mpix_s"]
     gpu = rows[0]["gpu_job_mib"] is not None
     name = torch.cuda.get_device_name() if gpu else ""

@@ -44,6 +44,22 @@ def test_prediction_on_cuda_matches_the_cpu(rng):
     assert (gpu.argmax(0) == cpu.argmax(0)).mean() > 0.999
 
 
+def test_pipelined_prediction_on_cuda_matches_the_sequential_one(rng):
+    from napari_fcnseg.core.predict import SlicePrediction, predict_slices
+
+    stack = rng.random((5, 120, 140, 3)).astype(np.float32)
+    model = make_tiny_model()
+
+    def slices(pipeline: bool) -> list[tuple[int, np.ndarray]]:
+        events = predict_slices(model, stack, device="cuda", tile=64, pipeline=pipeline)
+        return [(e.index, e.probabilities) for e in events if isinstance(e, SlicePrediction)]
+
+    pipelined, sequential = slices(True), slices(False)
+    assert [z for z, _ in pipelined] == [z for z, _ in sequential] == list(range(5))
+    for (_, a), (_, b) in zip(pipelined, sequential, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_real_out_of_memory_halves_the_tile_and_gives_the_same_result(rng):
     """A genuine CUDA out-of-memory error (memory capped), not a simulated one."""
     torch.manual_seed(0)

@@ -188,3 +188,51 @@ def test_labels_from_probabilities():
 def test_bad_settings(tiny_model):
     with pytest.raises(InputError, match="tile"):
         _predict(tiny_model, np.zeros((16, 16, 3)), tile=0)
+
+
+def _events(model, stack, **kwargs):
+    out = []
+    for e in predict_slices(model, stack, device="cpu", tile=32, overlap=8, batch=2, **kwargs):
+        out.append((e.index, e.probabilities) if isinstance(e, SlicePrediction) else e)
+    return out
+
+
+def test_pipelined_prediction_gives_the_same_events_in_the_same_order(tiny_model, rng):
+    stack = rng.random((4, 48, 56, 3)).astype(np.float32)
+    sequential = _events(tiny_model, stack, pipeline=False)
+    pipelined = _events(tiny_model, stack, pipeline=True)
+    assert len(pipelined) == len(sequential)
+    for a, b in zip(sequential, pipelined, strict=True):
+        if isinstance(a, Progress):
+            assert a == b
+        else:
+            assert a[0] == b[0]
+            np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_pipelined_prediction_raises_a_slices_error_in_the_caller(tiny_model, rng):
+    stack = rng.random((3, 32, 32, 3)).astype(np.float32)
+    stack[2, 5, 5, 0] = np.nan
+    seen = []
+    with pytest.raises(InputError, match=r"slice 2.*NaN"):
+        for event in predict_slices(tiny_model, stack, device="cpu", pipeline=True):
+            if isinstance(event, SlicePrediction):
+                seen.append(event.index)
+    assert seen == [0, 1]  # the slices before the bad one still came out
+
+
+def test_closing_a_pipelined_prediction_stops_its_thread(tiny_model, rng):
+    import threading
+
+    from napari_fcnseg.core.predict import PIPELINE_DEPTH
+
+    counting = CountingModel(tiny_model)
+    stack = rng.random((12, 64, 64, 3)).astype(np.float32)
+    job = predict_slices(counting, stack, device="cpu", pipeline=True)
+    for event in job:
+        if isinstance(event, SlicePrediction):
+            break
+    job.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("fcnseg-")]
+    # The background thread ran at most a few events ahead, never the whole stack.
+    assert counting.calls <= 1 + PIPELINE_DEPTH + 1 < 12

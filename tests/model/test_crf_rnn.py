@@ -260,7 +260,17 @@ def test_integer_images_get_exact_percentiles(dtype, low, high) -> None:
 
 
 def test_auto_downsample() -> None:
-    assert [auto_downsample(s) for s in (3, 19.9, 20, 39.9, 80, 100, 160)] == [1, 1, 2, 2, 2, 2, 4]
+    assert [auto_downsample(s) for s in (3, 19.9, 20, 59.9, 60, 80, 100, 160, 200)] == [
+        1,
+        1,
+        2,
+        2,
+        3,
+        4,
+        4,
+        4,
+        5,
+    ]
     # Small slices take the full-resolution lattice below 40 px (fast, and closer to pydensecrf).
     assert [auto_downsample(s, 96 * 112) for s in (20, 39.9, 80)] == [1, 1, 2]
     assert auto_downsample(20, 256 * 256) == 2

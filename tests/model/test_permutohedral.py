@@ -201,3 +201,33 @@ def test_descending_rank_is_a_stable_sort_with_ties() -> None:
     expected = torch.empty_like(order)
     expected.scatter_(1, order, torch.arange(6).expand_as(order).contiguous())
     assert torch.equal(_descending_rank(x), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_and_gather_paths_agree(crop: torch.Tensor, dtype: torch.dtype) -> None:
+    # On the CPU, values that need no gradient go through CSR products; with a gradient the
+    # same filter takes the gather path. Both compute the same sums.
+    kernel = BilateralKernel(crop.to(dtype), [8.0, 8.0], 13.0, [1, 1])
+    q = torch.rand(2, 48, 48, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    sparse = kernel.apply(q)
+    gathered = kernel.apply(q.clone().requires_grad_(True)).detach()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(sparse, gathered, rtol=tol, atol=tol)
+
+
+def test_neighbour_table_matches_row_wise_matching(crop: torch.Tensor) -> None:
+    # The packed path looks up the +1 neighbours and inverts them for the -1 neighbours; the
+    # row-wise path (forced by a zero bit budget) looks up both directions independently.
+    features = _bilateral_features(crop, 6.0, 13.0)
+    packed = PermutohedralLattice(features)
+    rows = PermutohedralLattice(features, max_packed_bits=0)
+    assert packed.packed and not rows.packed
+    assert packed.num_vertices == rows.num_vertices
+    m, d1 = packed.num_vertices, packed.dim + 1
+    table = packed._neighbours.view(d1, 2, m + 1)[:, :, :m]
+    assert int((table < m).sum()) > m  # a connected lattice, not isolated vertices
+    for j in range(d1):  # a +1 then a -1 step returns to the vertex
+        up, down = table[j, 0], table[j, 1]
+        assert torch.equal(down[up[up < m]], torch.arange(m)[up < m])
+    values = torch.rand(features.shape[0], 2, dtype=features.dtype)
+    assert torch.allclose(packed.filter(values), rows.filter(values), rtol=1e-12, atol=1e-12)

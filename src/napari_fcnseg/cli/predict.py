@@ -250,7 +250,11 @@ def _predict_file(
         write_unsure = (
             outputs.enter_context(
                 page_writer(
-                    uncertainty_path(out), shape=prepared.spatial_shape, overwrite=args.overwrite
+                    uncertainty_path(out),
+                    shape=prepared.spatial_shape,
+                    overwrite=args.overwrite,
+                    spacing=image.spacing,
+                    unit=image.unit,
                 )
             )
             if args.uncertainty
@@ -263,6 +267,8 @@ def _predict_file(
                     shape=prepared.spatial_shape,
                     dtype=np.uint16,
                     overwrite=args.overwrite,
+                    spacing=image.spacing,
+                    unit=image.unit,
                 )
             )
             if args.instances
@@ -325,6 +331,8 @@ def _predict_file(
                 dtype=dtype,
                 overwrite=args.overwrite,
                 class_names=model.info.class_names,
+                spacing=image.spacing,
+                unit=image.unit,
             )
         if args.table:
             _write_table(beside(out, "_objects.csv"), rows, overwrite=args.overwrite)

@@ -90,8 +90,9 @@ def refine_with_crf(
     device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     bilateral_downsample
-        Block size of the bilateral lattice (``None``: ``sxy // 40`` pixels and at least 2 from
-        20 px on, so 2 for 20 to 119; 1 = full resolution, slower and closer to pydensecrf).
+        Block size of the bilateral lattice (``None``: 2 for ``bilateral_sxy`` 20-59 px, 3 for
+        60-79, 4 for 80-199, finer on small images; 1 = full resolution, slower and closer to
+        pydensecrf).
 
     Returns
     -------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..io.images import check_pixels
 from ..model.checkpoint import SegmentationModel
 from .device import resolve_device
 from .normalize import normalize_slice, percentile_bounds
+from .pipeline import in_background
 from .progress import Progress
 from .rescale import resize_channels, scaled_shape
 from .tiling import TileGrid
@@ -95,6 +97,7 @@ def predict_slices(
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
     slices: Sequence[int] | None = None,
     source: str = "image",
+    pipeline: bool | None = None,
 ) -> Generator[Progress | SlicePrediction, None, None]:
     """Predict class probabilities slice by slice.
 
@@ -129,91 +132,155 @@ def predict_slices(
         are read only at these slices.
     source
         What the image is (a file, a layer), to name it in error messages.
+    pipeline
+        Overlap the host's work with the device's: the network runs in a background thread
+        that reads and normalises the next slice while the device computes, and the caller's
+        work on a finished slice (labels, writing) runs beside the next slice's forward
+        passes. ``None`` (default): on for CUDA and MPS, off on the CPU, where both sides
+        compete for the same cores (``benchmarks/README.md``, "Tiled inference"). The
+        events are the same either way, in the same order; at most
+        :data:`PIPELINE_DEPTH` finished slices wait for the caller, so memory stays flat in
+        the stack's length.
     """
     if tile < 1 or batch < 1 or overlap < 0:
         raise InputError(f"tile ({tile}) and batch ({batch}) must be >= 1 and overlap >= 0")
     prepared = prepare_image(image, model.info.in_channels, axes, source)
     stack = prepared.stack
-    depth, height, width = stack.shape[:3]
+    depth = stack.shape[0]
     order = list(range(depth)) if slices is None else [int(z) for z in slices]
     if any(not 0 <= z < depth for z in order):
         raise InputError(f"slices {order} are outside the stack's {depth} slice(s)")
     lo, hi = percentile_bounds(stack, model.info.normalization) if bounds is None else bounds
     dev = resolve_device(device)
     model = model.to(dev).eval()
+    if pipeline is None:
+        pipeline = dev.type != "cpu"
+    events = _slice_events(
+        model, prepared, order, lo, hi, tile, overlap, batch, dev, source, pipeline
+    )
+    if pipeline:
+        yield from in_background(events, PIPELINE_DEPTH)
+    else:
+        yield from events
+
+
+#: Events (progress and finished slices) a pipelined prediction computes ahead of its caller.
+PIPELINE_DEPTH = 2
+
+
+def _slice_events(
+    model: SegmentationModel,
+    prepared: PreparedImage,
+    order: list[int],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    tile: int,
+    overlap: int,
+    batch: int,
+    dev: torch.device,
+    source: str,
+    prefetch: bool,
+) -> Generator[Progress | SlicePrediction, None, None]:
+    """Predict slice after slice; with ``prefetch`` the next slice is read meanwhile."""
+    stack = prepared.stack
+    height, width = stack.shape[1:3]
     multiple = model.required_multiple
     # The network works at the model's scale: tiles are planned on the resized slice.
     net_h, net_w = scaled_shape((height, width), model.info.scale)
     grid = TileGrid.plan(net_h, net_w, tile, overlap, multiple)
     done = 0
-    for position, z in enumerate(order):
-        while True:
-            total = done + (len(order) - position) * len(grid)
-            try:
-                where = f"{source}, slice {z}" if prepared.layout.is_stack else source
-                probs = yield from _predict_slice(
-                    model, stack[z], lo, hi, grid, batch, dev, done, total, where
-                )
-                break
-            except torch.OutOfMemoryError:
-                # Raised by CUDA (and MPS) allocators; the slice is redone with smaller tiles.
-                if max(grid.tile_h, grid.tile_w) <= 2 * multiple:
-                    raise InputError(
-                        f"out of {dev.type} memory even with {grid.tile_h}x{grid.tile_w} px "
-                        "tiles; choose the device cpu, or close other programs that use the GPU"
-                    ) from None
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                tile = max(grid.tile_h, grid.tile_w) // 2
-                grid = TileGrid.plan(net_h, net_w, tile, overlap, multiple)
-                message = f"{dev.type} out of memory: tile size halved to {tile} px, carrying on"
-                log.warning(message)
-                yield Progress(done, done + (len(order) - position) * len(grid), message)
-        done += len(grid)
-        yield SlicePrediction(z, probs)
+
+    def where(z: int) -> str:
+        return f"{source}, slice {z}" if prepared.layout.is_stack else source
+
+    def prepare(z: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.asarray(stack[z])
+        check_pixels(raw, where(z))
+        return raw, resize_channels(normalize_slice(raw, lo, hi), (net_h, net_w))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fcnseg-prefetch") as pool:
+        ahead: Future[tuple[np.ndarray, np.ndarray]] | None = None
+        for position, z in enumerate(order):
+            raw, chw = ahead.result() if ahead is not None else prepare(z)
+            ahead = None
+            if prefetch and position + 1 < len(order):
+                ahead = pool.submit(prepare, order[position + 1])
+            while True:
+                total = done + (len(order) - position) * len(grid)
+                try:
+                    probs = yield from _predict_slice(
+                        model, raw.shape[:2], chw, grid, batch, dev, done, total
+                    )
+                    break
+                except torch.OutOfMemoryError:
+                    # Raised by CUDA (and MPS) allocators; the slice is redone with smaller tiles.
+                    if max(grid.tile_h, grid.tile_w) <= 2 * multiple:
+                        raise InputError(
+                            f"out of {dev.type} memory even with {grid.tile_h}x{grid.tile_w} "
+                            "px tiles; choose the device cpu, or close other programs that use "
+                            "the GPU"
+                        ) from None
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    tile = max(grid.tile_h, grid.tile_w) // 2
+                    grid = TileGrid.plan(net_h, net_w, tile, overlap, multiple)
+                    message = (
+                        f"{dev.type} out of memory: tile size halved to {tile} px, carrying on"
+                    )
+                    log.warning(message)
+                    yield Progress(done, done + (len(order) - position) * len(grid), message)
+            done += len(grid)
+            yield SlicePrediction(z, probs)
+        if ahead is not None:  # closed early: let the last read finish before the pool shuts
+            ahead.cancel()
 
 
 def _predict_slice(
     model: SegmentationModel,
-    slice_yxc: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    size: tuple[int, int],
+    chw: np.ndarray,
     grid: TileGrid,
     batch: int,
     device: torch.device,
     done: int,
     total: int,
-    source: str,
 ) -> Generator[Progress, None, np.ndarray]:
-    slice_yxc = np.asarray(slice_yxc)
-    check_pixels(slice_yxc, source)
-    chw = resize_channels(normalize_slice(slice_yxc, lo, hi), (grid.height, grid.width))
+    """Probabilities of one normalised slice ``chw`` (at the network's scale), at ``size``."""
     pad_h, pad_w = grid.padded_shape()
     pad = ((0, 0), (0, pad_h - grid.height), (0, pad_w - grid.width))
     if pad_h > grid.height or pad_w > grid.width:
         chw = np.pad(chw, pad, mode="reflect" if min(grid.height, grid.width) > 1 else "edge")
     k = model.info.num_classes
-    accum = np.zeros((k, pad_h, pad_w), dtype=np.float32)
-    weight_sum = np.zeros((pad_h, pad_w), dtype=np.float32)
     origins = grid.origins
     th, tw = grid.tile_h, grid.tile_w
     # Channels-last input makes the convolutions take oneDNN's / cuDNN's faster path (the model
     # itself is left as it is; benchmarks/README.md, "Tiled inference").
     layout = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+    # Tiles are blended on the device and the slice comes back in one transfer: on a GPU the
+    # host then never waits for a batch, and stacks the next batch's tiles while it runs.
+    with torch.inference_mode():
+        accum = torch.zeros((k, pad_h, pad_w), dtype=torch.float32, device=device)
+        weight_sum = torch.zeros((pad_h, pad_w), dtype=torch.float32, device=device)
+    ramps: dict[tuple[bool, ...], torch.Tensor] = {}  # at most 9 kinds of tile (edges, corners)
     for start in range(0, len(origins), batch):
         chunk = origins[start : start + batch]
         tiles = np.stack([chw[:, y : y + th, x : x + tw] for y, x in chunk])
         with torch.inference_mode():
             logits = model(torch.from_numpy(tiles).to(device).contiguous(memory_format=layout))
-            probs = torch.softmax(logits, dim=1).float().cpu().numpy()
-        for (y, x), p in zip(chunk, probs):
-            w = grid.weights(y, x)
-            accum[:, y : y + th, x : x + tw] += p * w
-            weight_sum[y : y + th, x : x + tw] += w
+            probs = torch.softmax(logits, dim=1).float()
+            for (y, x), p in zip(chunk, probs, strict=True):
+                kind = (y == 0, y == grid.ys[-1], x == 0, x == grid.xs[-1])
+                if kind not in ramps:
+                    ramps[kind] = torch.from_numpy(grid.weights(y, x)).to(device)
+                w = ramps[kind]
+                accum[:, y : y + th, x : x + tw].addcmul_(p, w)
+                weight_sum[y : y + th, x : x + tw] += w
         step = done + start + len(chunk)
         yield Progress(step, total, f"{step}/{total} tiles")
-    probs = accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
-    return resize_channels(probs, slice_yxc.shape[:2])
+    with torch.inference_mode():
+        blended = accum[:, : grid.height, : grid.width] / weight_sum[: grid.height, : grid.width]
+        result = blended.cpu().numpy()
+    return resize_channels(result, size)
 
 
 def predict_probabilities(

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from .axes import Layout, infer_layout
+from .calibration import tiff_spacing
 from .headers import declared_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -40,12 +41,15 @@ class ImageData:
         Where it was read from.
     spacing
         Physical (z, y, x) voxel size when the file says so, else ``None``.
+    unit
+        The unit of ``spacing`` when the file names it (e.g. ``"micron"``).
     """
 
     data: np.ndarray
     layout: Layout
     path: Path
     spacing: tuple[float, float, float] | None = None
+    unit: str | None = None
 
 
 def read_image(
@@ -122,7 +126,7 @@ def _read_tiff(path: Path, axes: str | None, channels: int | None) -> ImageData:
             series = tif.series[0]
             shape, dtype = tuple(series.shape), np.dtype(series.dtype)
             meta_axes = series.axes
-            spacing = _tiff_spacing(tif)
+            spacing, unit = _tiff_calibration(tif)
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             check_declared_bytes(path, shape, nbytes, "crop it or split the stack")
             memmappable = series.dataoffset is not None and nbytes > 256 * 2**20
@@ -138,15 +142,12 @@ def _read_tiff(path: Path, axes: str | None, channels: int | None) -> ImageData:
     layout = layout_of(path, tuple(data.shape), axes, channels)
     if not memmappable:  # memory-mapped stacks are checked slice by slice during inference
         check_pixels(data, str(path))
-    return ImageData(data, layout, path, spacing)
+    return ImageData(data, layout, path, spacing, unit)
 
 
-def _tiff_spacing(tif: object) -> tuple[float, float, float] | None:
-    meta = getattr(tif, "imagej_metadata", None) or {}
-    z = meta.get("spacing") if isinstance(meta, dict) else None
-    if z:
-        return (float(z), 1.0, 1.0)
-    return None
+def _tiff_calibration(tif: object) -> tuple[tuple[float, float, float] | None, str | None]:
+    found = tiff_spacing(tif)
+    return (None, None) if found is None else found
 
 
 def _read_plain(path: Path, axes: str | None, channels: int | None) -> ImageData:

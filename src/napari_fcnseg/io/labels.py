@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_output
+from .calibration import checked_spacing, resolution
 from .images import PLAIN_SUFFIXES, TIFF_SUFFIXES
 
 
@@ -26,8 +28,14 @@ def write_labels(
     *,
     overwrite: bool = False,
     class_names: list[str] | None = None,
+    spacing: Sequence[float] | None = None,
+    unit: str | None = None,
 ) -> Path:
-    """Write a YX or ZYX label image as zlib-compressed TIFF, atomically."""
+    """Write a YX or ZYX label image as zlib-compressed TIFF, atomically.
+
+    ``spacing`` (pixel size, (y, x) or (z, y, x), e.g. a layer's ``scale``) and ``unit`` are
+    recorded as ImageJ metadata, which Fiji and tifffile read back.
+    """
     labels = np.asarray(labels)
     if labels.ndim not in (2, 3) or labels.dtype.kind not in "ui":
         raise InputError(
@@ -40,6 +48,8 @@ def write_labels(
         dtype=labels.dtype,
         overwrite=overwrite,
         class_names=class_names,
+        spacing=spacing,
+        unit=unit,
     )
 
 
@@ -51,18 +61,34 @@ def write_label_pages(
     dtype: np.dtype,
     overwrite: bool = False,
     class_names: list[str] | None = None,
+    spacing: Sequence[float] | None = None,
+    unit: str | None = None,
 ) -> Path:
     """Write labels page by page as they are produced, so a stack is never held in memory.
 
     ``pages`` yields one (Y, X) array per Z slice (one page for a 2D image). The file appears under
-    its final name only once every page is written.
+    its final name only once every page is written. With a ``spacing`` other than all ones
+    the file is an ImageJ TIFF that records it (z spacing, unit, resolution tags), with the
+    class names among its properties; otherwise a plain TIFF with tifffile's metadata.
     """
     import tifffile
 
     axes = "ZYX" if len(shape) == 3 else "YX"
     metadata: dict[str, object] = {"axes": axes}
-    if class_names:
-        metadata["class_names"] = list(class_names)
+    calibrated = checked_spacing(spacing, len(shape))
+    options: dict[str, object] = {}
+    if calibrated is not None:
+        options = {"imagej": True, "resolution": resolution(calibrated)}
+        if len(calibrated) == 3:
+            metadata["spacing"] = calibrated[0]
+        if unit:
+            metadata["unit"] = unit
+        if class_names:
+            metadata["Properties"] = {"class_names": json.dumps(list(class_names))}
+    else:
+        options = {"photometric": "minisblack"}
+        if class_names:
+            metadata["class_names"] = list(class_names)
     page_shape = tuple(shape[-2:])
     checked = (_checked_page(p, page_shape, dtype) for p in pages)
     with atomic_output(path, overwrite=overwrite) as tmp:
@@ -72,8 +98,8 @@ def write_label_pages(
             shape=tuple(shape),
             dtype=np.dtype(dtype),
             compression="zlib",
-            photometric="minisblack",
             metadata=metadata,
+            **options,  # type: ignore[arg-type]
         )
     return Path(path)
 

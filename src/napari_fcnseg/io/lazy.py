@@ -28,7 +28,7 @@ from .images import (
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
     ImageData,
-    _tiff_spacing,
+    _tiff_calibration,
     layout_of,
     read_image,
 )
@@ -235,7 +235,7 @@ def _open_tiff_lazily(path: Path, axes: str | None, channels: int | None) -> Ima
     try:
         with tifffile.TiffFile(path) as tif:
             meta_axes = tif.series[0].axes
-            spacing = _tiff_spacing(tif)
+            spacing, unit = _tiff_calibration(tif)
         store = tifffile.imread(path, aszarr=True, level=0)
         array = zarr.open(store, mode="r")
     except Exception as exc:  # tifffile raises many types for broken files
@@ -248,7 +248,7 @@ def _open_tiff_lazily(path: Path, axes: str | None, channels: int | None) -> Ima
         axes = meta_axes
     data = da.from_zarr(array)
     layout = layout_of(path, tuple(data.shape), axes, channels)
-    return ImageData(data, layout, path, spacing)
+    return ImageData(data, layout, path, spacing, unit)
 
 
 def _slice_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

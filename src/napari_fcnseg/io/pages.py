@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_output
+from .calibration import checked_spacing, resolution
 
 
 @contextlib.contextmanager
@@ -25,15 +26,27 @@ def page_writer(
     shape: tuple[int, ...],
     dtype: np.dtype | type = np.float32,
     overwrite: bool = False,
+    spacing: Sequence[float] | None = None,
+    unit: str | None = None,
 ) -> Iterator[Callable[[np.ndarray], None]]:
     """Yield ``write(page)`` for the (Y, X) pages of an image shaped ``shape``, of ``dtype``.
 
     ``shape`` is (Y, X) or (Z, Y, X); the block must write exactly that many pages, in order.
     The TIFF (one series, axes metadata ``YX`` or ``ZYX``) is moved into place when the
-    block ends; an error in the block leaves nothing under ``path``.
+    block ends; an error in the block leaves nothing under ``path``. ``spacing`` and ``unit``
+    are recorded as the resolution tags and in the description
+    (:func:`~.calibration.tiff_spacing` reads them).
     """
     import tifffile
 
+    metadata: dict[str, object] = {"axes": "ZYX" if len(shape) == 3 else "YX", "shape": list(shape)}
+    calibrated = checked_spacing(spacing, len(shape))
+    extra: dict[str, object] = {}
+    if calibrated is not None:
+        metadata["spacing"] = list(calibrated)
+        extra["resolution"] = resolution(calibrated)
+    if unit and calibrated is not None:
+        metadata["unit"] = unit
     page_shape = tuple(shape[-2:])
     expected = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     written = 0
@@ -52,7 +65,8 @@ def page_writer(
                 page,
                 contiguous=True,
                 photometric="minisblack",
-                metadata={"axes": "ZYX" if len(shape) == 3 else "YX", "shape": list(shape)},
+                metadata=metadata,
+                **extra,  # type: ignore[arg-type]
             )
             written += 1
 

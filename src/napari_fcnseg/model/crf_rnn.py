@@ -38,15 +38,20 @@ from .permutohedral import BilateralKernel
 
 logger = logging.getLogger(__name__)
 
-#: The bilateral lattice is built on blocks of ``sigma // AUTO_DOWNSAMPLE_RATIO`` pixels (2 for 80),
-#: and of at least 2 pixels from ``BLOCKS_OF_TWO_FROM`` pixels on in slices of at least
-#: ``BLOCKS_OF_TWO_MIN_PIXELS``: at 20 px, blocks of 2 agree closely with pydensecrf on a real
-#: 1024x1024 slice at a fraction of the full-resolution lattice's time (benchmarks/README.md,
-#: "Refine with CRF"), but less well on small test images, which the full-resolution lattice
-#: refines in milliseconds anyway.
+#: The bilateral lattice is built on blocks of ``sigma // AUTO_DOWNSAMPLE_RATIO`` pixels, and in
+#: slices of at least ``BLOCKS_OF_TWO_MIN_PIXELS`` of at least 2 pixels from
+#: ``BLOCKS_OF_TWO_FROM`` pixels on and of ``sigma // WIDE_BLOCKS_RATIO`` (at most
+#: ``WIDE_BLOCKS_MAX``) for wider kernels, so 2 for 20-59 px and 4 for 80 px. Blocks of a
+#: twentieth of the bandwidth or less agree with pydensecrf on real slices at least as closely
+#: as blocks of 2 at 20 px do, at a fraction of the full-resolution lattice's time; beyond 4
+#: the full-resolution work (the spatial kernel, the upsampling) dominates and little is gained
+#: (benchmarks/README.md, "Refine with CRF"). Small images (test crops) keep finer blocks: the
+#: full-resolution lattice refines them in milliseconds anyway, and agrees better there.
 AUTO_DOWNSAMPLE_RATIO = 40.0
 BLOCKS_OF_TWO_FROM = 20.0
 BLOCKS_OF_TWO_MIN_PIXELS = 256 * 256
+WIDE_BLOCKS_RATIO = 20.0
+WIDE_BLOCKS_MAX = 4
 #: Percentiles of every channel mapped to 0 and 255 by :func:`scale_intensities`.
 PERCENTILES = (0.5, 99.5)
 _QUANTILE_SAMPLES = 1 << 20
@@ -167,7 +172,8 @@ def auto_downsample(sigma_pixels: float, slice_pixels: int | None = None) -> int
     blocks = int(sigma_pixels // AUTO_DOWNSAMPLE_RATIO)
     large = slice_pixels is None or slice_pixels >= BLOCKS_OF_TWO_MIN_PIXELS
     if sigma_pixels >= BLOCKS_OF_TWO_FROM and large:
-        blocks = max(blocks, 2)
+        wide = min(WIDE_BLOCKS_MAX, int(sigma_pixels // WIDE_BLOCKS_RATIO))
+        blocks = max(blocks, 2, wide)
     return max(1, blocks)
 
 
@@ -192,8 +198,9 @@ class CrfRnn(nn.Module):
         Initial weight of the bilateral kernel.
     bilateral_downsample
         Block size (pixels per axis) at which the bilateral lattice is built; ``None`` picks
-        ``sigma_pixels // 40`` per axis and at least 1; at least 2 from 20 px on when a slice
-        has 256 x 256 pixels or more (so 2 for 20 to 119 px). 1 is the full-resolution lattice.
+        ``sigma_pixels // 40`` per axis and at least 1; when a slice has 256 x 256 pixels or
+        more, at least 2 from 20 px on and ``sigma_pixels // 20`` up to 4 (so 2 for 20-59 px,
+        3 for 60-79, 4 for 80-199). 1 is the full-resolution lattice.
     normalize_image
         Scale every image with :func:`scale_intensities` before building the kernels; turn it
         off when the image already is in 0-255 units.

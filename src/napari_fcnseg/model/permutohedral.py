@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -95,7 +96,7 @@ class PermutohedralLattice:
             offsets = _cumsum_columns(corrections)[:, :d1]
             packed = ((base - qmin) * radix).sum(1, keepdim=True) - offsets
             packed += torch.arange(d1, device=rank.device)
-            keys, inverse = torch.unique(packed.view(-1), sorted=True, return_inverse=True)
+            keys, inverse, order = _unique_with_order(packed.view(-1))
             self.num_vertices = keys.numel()
             neighbours = _packed_neighbours(keys, radix, d1)  # (d+1, 2, M)
         else:
@@ -113,7 +114,9 @@ class PermutohedralLattice:
                     nq, nr = _neighbour(uq, ur, j, sign, d1)
                     queries.append(torch.cat([nr[:, None], nq], 1))
             neighbours = _lookup_rows(urows, torch.cat(queries, 0)).view(d1, 2, -1)
+            order = torch.argsort(inverse, stable=True)
         self._offsets = inverse.view(n, d1)
+        self._order = order
         m = self.num_vertices
         # (d+1, 2 (M+1)): for each direction, the vertex one step one way then the other, for
         # the M vertices and the always-zero row M (whose neighbours are itself), so that a blur
@@ -137,8 +140,7 @@ class PermutohedralLattice:
         """
         if values.ndim != 2 or values.shape[0] != self.num_points:
             raise ValueError(f"values must be ({self.num_points}, C), got {tuple(values.shape)}")
-        weights = self.weights.to(values.dtype)
-        return self.slice(self.blur(self.splat(values, weights)), weights * self.scale)
+        return LatticeFilter(self, self.weights, self.weights * self.scale)(values)
 
     def splat(self, values: Tensor, weights: Tensor | None = None) -> Tensor:
         """Spread point values onto the lattice vertices: ``(N, C)`` -> ``(M + 1, C)``.
@@ -173,6 +175,57 @@ class PermutohedralLattice:
         gathered = lattice_values.index_select(0, self._offsets.reshape(-1))
         gathered = gathered.view(self.num_points, self.dim + 1, -1)
         return (gathered * weights.unsqueeze(-1)).sum(1)
+
+    def splat_matrix(self, weights: Tensor) -> Tensor:
+        """Return the splat with ``(N, d+1)`` weights as a sparse CSR matrix ``(M + 1, N)``."""
+        n, d1, m = self.num_points, self.dim + 1, self.num_vertices
+        if not hasattr(self, "_splat_rows"):
+            counts = torch.bincount(self._offsets.reshape(-1), minlength=m + 1)
+            self._splat_rows = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            self._splat_columns = torch.div(self._order, d1, rounding_mode="floor")
+        values = weights.reshape(-1)[self._order]
+        return _csr(self._splat_rows, self._splat_columns, values, (m + 1, n))
+
+    def slice_matrix(self, weights: Tensor) -> Tensor:
+        """Return the slice with ``(N, d+1)`` weights as a sparse CSR matrix ``(N, M + 1)``."""
+        n, d1, m = self.num_points, self.dim + 1, self.num_vertices
+        rows = torch.arange(0, n * d1 + 1, d1, device=weights.device)
+        return _csr(rows, self._offsets.reshape(-1), weights.reshape(-1), (n, m + 1))
+
+
+class LatticeFilter:
+    """Splat, blur and slice on one lattice with fixed per-point weights.
+
+    ``splat_weights`` and ``slice_weights`` are ``(N, d+1)`` (the barycentric weights, possibly
+    times a per-point factor such as a normalisation). On the CPU, values that need no gradient
+    (inference) are splatted and sliced as products with sparse CSR matrices built once here:
+    ``index_add`` runs on one thread and the gather-and-sum of the slice makes a temporary
+    ``(N, d+1, C)`` tensor, where the CSR products use both cores without one
+    (``benchmarks/README.md``, "Refine with CRF"). Values that need a gradient, and CUDA, take
+    the gather path, whose backward pass is fast (the CSR product's is not).
+    """
+
+    def __init__(self, lattice: PermutohedralLattice, splat_weights: Tensor, slice_weights: Tensor):
+        self.lattice = lattice
+        self.splat_weights = splat_weights
+        self.slice_weights = slice_weights
+        self._sparse: tuple[Tensor, Tensor] | None = None
+        if lattice.device.type == "cpu" and splat_weights.dtype in (torch.float32, torch.float64):
+            self._sparse = (
+                lattice.splat_matrix(splat_weights.detach()),
+                lattice.slice_matrix(slice_weights.detach()),
+            )
+
+    def __call__(self, values: Tensor) -> Tensor:
+        """Filter ``(N, C)`` values: ``slice(blur(splat(values)))``."""
+        lattice = self.lattice
+        if self._sparse is not None and not values.requires_grad:
+            splat, slice_ = self._sparse
+            dtype = splat.dtype
+            blurred = lattice.blur(splat @ values.to(dtype))
+            return (slice_ @ blurred).to(values.dtype)
+        splatted = lattice.splat(values, self.splat_weights.to(values.dtype))
+        return lattice.slice(lattice.blur(splatted), self.slice_weights.to(values.dtype))
 
 
 class BilateralKernel:
@@ -229,8 +282,9 @@ class BilateralKernel:
         norm = self.lattice.filter(ones).clamp_min(1e-20).rsqrt()  # D^-1/2, (N, 1)
         # The normalisation folded into the splat and slice weights saves two passes per call.
         weights = self.lattice.weights
-        self._splat_weights = weights * norm
-        self._slice_weights = weights * (norm * self.lattice.scale)
+        self._filter = LatticeFilter(
+            self.lattice, weights * norm, weights * (norm * self.lattice.scale)
+        )
         # K~ 1, used to get the last label's message without filtering it (sum of Q is 1).
         self.filtered_ones = self.apply(image.new_ones((1, *self.shape)))
 
@@ -238,9 +292,7 @@ class BilateralKernel:
         """Filter ``(C, *spatial)`` values with the normalised bilateral kernel."""
         c = values.shape[0]
         small = self._pool(values).reshape(c, -1).T
-        lattice = self.lattice
-        splatted = lattice.splat(small, self._splat_weights.to(values.dtype))
-        out = lattice.slice(lattice.blur(splatted), self._slice_weights.to(values.dtype))
+        out = self._filter(small)
         return self._upsample(out.T.reshape(c, *self.small_shape))
 
     def _pool(self, x: Tensor) -> Tensor:
@@ -429,17 +481,20 @@ def _packed_neighbours(keys: Tensor, radix: Tensor, d1: int) -> Tensor:
     coordinates, with a margin that keeps neighbours in range): moving by ``+1`` turns
     remainder ``r`` into ``r + 1`` (or 0, carrying ``+1`` into every coordinate, i.e. adding
     ``sum(radix)``) and takes 1 from coordinate ``j`` (when ``j < d``); ``-1`` the reverse.
-    One sorted lookup then finds all of them (``M`` where a neighbour is not in the lattice).
+    One sorted lookup then finds the +1 neighbours (``M`` where a neighbour is not in the
+    lattice), and inverting it gives the -1 neighbours.
     """
     d = d1 - 1
     r = keys % d1
-    base = keys - r
-    carry = radix.sum()
-    up = torch.where(r == d, base + carry, keys + 1)
-    down = torch.where(r == 0, base + d - carry, keys - 1)
+    up = torch.where(r == d, keys - r + radix.sum(), keys + 1)
     step = torch.cat([radix, radix.new_zeros(1)]).view(d1, 1)  # coordinate j moves; none for d
-    queries = torch.stack([up - step, down + step], 1)  # (d+1, 2, M)
-    return _lookup_sorted(keys, queries.reshape(-1)).view(queries.shape)
+    # Only the +1 neighbours are looked up: a -1 step undoes a +1 step, so u = up_j(v) exactly
+    # when v = down_j(u), and one scatter inverts the lookup (half the binary searches).
+    up_index = _lookup_sorted(keys, (up - step).reshape(-1)).view(d1, -1)  # (d+1, M)
+    m = keys.numel()
+    down_index = up_index.new_full((d1, m + 1), m)
+    down_index.scatter_(1, up_index, torch.arange(m, device=keys.device).expand(d1, m))
+    return torch.stack([up_index, down_index[:, :m]], 1)
 
 
 def _lookup_sorted(keys: Tensor, queries: Tensor) -> Tensor:
@@ -456,3 +511,25 @@ def _lookup_rows(rows: Tensor, queries: Tensor) -> Tensor:
     table = torch.full((int(inverse.max()) + 1,), m, dtype=torch.long, device=rows.device)
     table[inverse[:m]] = torch.arange(m, device=rows.device)
     return table[inverse[m:]]
+
+
+def _unique_with_order(flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sorted unique values, the inverse index, and the stable order that sorts ``flat``.
+
+    ``torch.unique`` sorts too but does not return the order, which the CSR splat needs: one
+    sort gives all three.
+    """
+    ordered, order = torch.sort(flat, stable=True)
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    ids = torch.cumsum(new, 0) - 1
+    inverse = torch.empty_like(ids)
+    inverse[order] = ids
+    return ordered[new], inverse, order
+
+
+def _csr(rows: Tensor, columns: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    """Make a sparse CSR matrix without torch's (beta-layout) warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rows, columns, values, size=size, check_invariants=False)
