@@ -44,9 +44,11 @@ def test_text_lists_the_slices_to_correct_first(scans, model_args, capsys):
 
 
 def test_json_has_every_slice_in_rank_order(scans, model_args, capsys):
-    assert main(["suggest", str(scans), *model_args, "--json", "--measure", "crf"]) == 0
+    # entropy: a measure that flags the hard slice whatever the thread count the tiny model
+    # was trained with (crf does not, see tests/core/test_suggest.py)
+    assert main(["suggest", str(scans), *model_args, "--json", "--measure", "entropy"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["measure"] == "crf"
+    assert report["measure"] == "entropy"
     rows = report["suggestions"]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert (rows[0]["input"], rows[0]["slice"]) == (str(scans / "stack.tif"), 2)
