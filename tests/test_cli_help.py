@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def test_help_pages_import_nothing_heavy():
     code = (
         "import contextlib, io, json, sys\n"
         "from napari_fcnseg.cli import main\n"
-        "for argv in ([], ['predict'], ['suggest'], ['evaluate'], ['train'], ['add']):\n"
+        "commands = ['predict', 'suggest', 'evaluate', 'train', 'add', 'export-bmz']\n"
+        "for argv in ([], *([c] for c in commands)):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"
         "            main([*argv, '--help'])\n"
@@ -67,9 +69,9 @@ def test_help_pages_import_nothing_heavy():
 def test_fcnseg_help_names_every_command():
     result = _python("-m", "napari_fcnseg", "--help")
     assert result.returncode == 0, result.stderr
-    assert list(COMMANDS) == ["predict", "suggest", "evaluate", "train", "add"]
+    assert list(COMMANDS) == ["predict", "suggest", "evaluate", "train", "add", "export-bmz"]
     for name in COMMANDS:
-        assert f"    {name} " in result.stdout
+        assert re.search(rf"^    {re.escape(name)}(\s|$)", result.stdout, re.M), name
     assert "fcnseg COMMAND --help" in result.stdout
     assert _python("-m", "napari_fcnseg.cli", "--version").stdout.startswith("napari-fcnseg ")
 

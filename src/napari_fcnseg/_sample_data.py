@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .training.synthetic import make_egg_chamber_slice, make_egg_chamber_stack
 
-__all__ = ["SLICE_PARAMS", "STACK_PARAMS", "egg_chamber_slice", "egg_chamber_stack"]
+__all__ = [
+    "SLICE_PARAMS",
+    "STACK_PARAMS",
+    "egg_chamber_slice",
+    "egg_chamber_stack",
+    "sample_slice_image",
+]
 
 #: Arguments of :func:`make_egg_chamber_slice` for the sample slice (a fixed seed).
 SLICE_PARAMS: dict[str, Any] = {"shape": (512, 768), "rng": 3, "scale": 0.75}
@@ -19,6 +27,12 @@ SLICE_PARAMS: dict[str, Any] = {"shape": (512, 768), "rng": 3, "scale": 0.75}
 STACK_PARAMS: dict[str, Any] = {"shape": (8, 256, 256), "rng": 11, "scale": 0.6, "z_spacing": 4.0}
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+
+def sample_slice_image() -> np.ndarray:
+    """Return the synthetic sample slice itself, a (Y, X, 3) RGB array."""
+    image, _ = make_egg_chamber_slice(**SLICE_PARAMS)
+    return np.asarray(image)
 
 
 def egg_chamber_slice() -> list[LayerData]:

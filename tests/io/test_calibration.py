@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -86,3 +89,21 @@ def test_predict_keeps_the_scans_pixel_size(tmp_path, rng, tiny_model_file):
     assert _calibration(out / "stack_labels.tif") == ((2.0, 0.25, 0.25), "micron")
     spacing, unit = _calibration(out / "stack_uncertainty.tif")
     assert spacing == pytest.approx((2.0, 0.25, 0.25)) and unit == "micron"
+
+
+def test_a_layer_saved_as_ome_zarr_keeps_scale_and_class_names(tmp_path):
+    import pandas as pd
+
+    from napari_fcnseg._writer import write_labels_layer_ome_zarr
+    from napari_fcnseg.io.ome_zarr import read_ome_zarr_labels
+
+    labels = np.zeros((3, 32, 40), np.int32)  # napari keeps int32
+    labels[1, 4:20, 5:25] = 1
+    features = pd.DataFrame({"index": [0, 1], "class": ["background", "egg chamber"]})
+    meta = {"scale": (4.0, 0.5, 0.5), "features": features}
+    [written] = write_labels_layer_ome_zarr(str(tmp_path / "labels.ome.zarr"), labels, meta)
+    array, names = read_ome_zarr_labels(written)
+    assert names == ["background", "egg chamber"]
+    np.testing.assert_array_equal(np.asarray(array), labels)
+    (multiscale,) = json.loads((Path(written) / ".zattrs").read_text())["multiscales"]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [4.0, 0.5, 0.5]

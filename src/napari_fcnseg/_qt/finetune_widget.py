@@ -13,6 +13,7 @@ previous model. Any earlier version can be made active again.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from ..core.device import DEVICE_CHOICES
 from ..core.edits import changed_slices
 from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
+from ..model.default import default_model_path
 from ..training.finetune import FineTuneSettings
 from ..training.rounds import RoundResult, base_model, correction_round
 from .forms import (
@@ -47,6 +49,7 @@ from .forms import (
 )
 from .layers import current_slice, has_corrections, layer_choices, layer_samples, record_of
 from .loss_plot import LossPlot
+from .model_export import ModelExportPanel
 from .shared import MODELS
 from .suggest_panel import SuggestPanel
 from .workers import JobRunner
@@ -115,6 +118,7 @@ class FineTuneWidget(Container):
         self.outcome.native.setWordWrap(True)
         self.run_button, self.cancel_button, buttons = run_buttons("Fine-tune")
         versions = button_row(self.version, self.use_button)
+        self.export = ModelExportPanel(self.chosen_model_path)
         super().__init__(
             widgets=[
                 self.layers,
@@ -135,6 +139,7 @@ class FineTuneWidget(Container):
                 self.folder,
                 versions,
                 self.active,
+                self.export,
             ]
         )
         self.plot = LossPlot(unit="s")
@@ -256,6 +261,15 @@ class FineTuneWidget(Container):
             return
         MODELS.changed.emit()
         show_info(f"model {self.version.value} is now the active model")
+
+    def chosen_model_path(self) -> Path:
+        """Return the chosen version's model file, or the bundled model when there is none."""
+        if self.version.value is not None:
+            return MODELS.store.path(str(self.version.value))
+        bundled = default_model_path()
+        if bundled is None:
+            raise InputError("no model version to export yet: fine-tune a model first")
+        return bundled
 
     def settings(self) -> FineTuneSettings:
         """Return the fine-tune policy's settings as the form sets them."""

@@ -129,7 +129,7 @@ class SegmentWidget(Container):
         )
         self.model = ComboBox(label="model", choices=self._model_choices)
         self.model_file = FileEdit(
-            label="model file", mode=FileDialogMode.EXISTING_FILE, filter="*.safetensors"
+            label="model file", mode=FileDialogMode.EXISTING_FILE, filter="*.safetensors *.zip"
         )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)

@@ -1,8 +1,8 @@
 """The ``fcnseg`` command: segment, rank, evaluate, grow annotated sets and train without a GUI.
 
 One module per command (:mod:`.predict`, :mod:`.suggest`, :mod:`.evaluate`, :mod:`.train`,
-:mod:`.add`), each with ``add_parser(commands)`` and ``run(args) -> int``; :mod:`._options`
-holds what they share.
+:mod:`.add`, :mod:`.export_bmz`), each with ``add_parser(commands)`` and ``run(args) -> int``;
+:mod:`._options` holds what they share.
 Building the parser imports neither torch nor napari: every command imports its heavy
 dependencies inside ``run``, so ``fcnseg --help`` answers at once. Errors are handled here, the
 same for every command: one line on stderr, exit code 2 for bad input, 1 for an unexpected
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import FcnsegError
-from . import add, evaluate, predict, suggest, train
+from . import add, evaluate, export_bmz, predict, suggest, train
 from ._options import HelpFormatter, examples_text, paragraphs
 
 __all__ = ["COMMANDS", "EXAMPLES", "build_parser", "main"]
@@ -33,6 +33,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "train": train,
     "add": add,
+    "export-bmz": export_bmz,
 }
 
 EXAMPLES = (
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fcnseg",
         description=paragraphs(
             "Segment microscopy images with a U-Net (+ CRF-as-RNN), rank the slices to correct "
-            "first, evaluate models, grow annotated sets and train or fine-tune models on them."
+            "first, evaluate models, grow annotated sets, train or fine-tune models on them and "
+            "export them to bioimage.io."
         ),
         epilog=examples_text(EXAMPLES)
         + "\n\n'fcnseg COMMAND --help' lists every option of COMMAND with its default.",

@@ -173,7 +173,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, auto_tile: bool = Fals
         "--model",
         default=None,
         metavar="PATH",
-        help="model file (.safetensors); default: the bundled model",
+        help="model file (.safetensors, or a bioimage.io .zip exported by fcnseg export-bmz); "
+        "default: the bundled model",
     )
     add_device_option(parser)
     if auto_tile:

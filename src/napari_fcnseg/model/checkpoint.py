@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import InputError, ModelFileError
 from ..io.atomic import atomic_output
+from .package import extracted_model, is_bioimageio_package
 from .scale import check_scale
 from .unet import UNet
 
@@ -204,7 +205,14 @@ def save_model(
 
 
 def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
-    """Read only the description of a model file (fast; no weights are loaded)."""
+    """Read only the description of a model file (fast; no weights are loaded).
+
+    A bioimage.io package exported by napari-fcnseg (``.zip``) is read through the model
+    file it carries (:mod:`.package`).
+    """
+    if is_bioimageio_package(path):
+        with extracted_model(path) as inner:
+            return read_model_info(inner)
     path = _check_model_path(path)
     header = _read_safetensors_header(path)
     metadata = header.get("__metadata__") or {}
@@ -222,7 +230,8 @@ def load_model(
     """Rebuild a model from its file, in eval mode, on ``device``.
 
     Only tensors and JSON are read: no code from the file is ever executed. Pickled PyTorch
-    files (``.pt``/``.pth``) are refused.
+    files (``.pt``/``.pth``) are refused. Our bioimage.io packages (``.zip``) load through the
+    model file they carry; other packages are refused.
 
     Raises
     ------
@@ -230,6 +239,9 @@ def load_model(
         If the file is missing, not a safetensors model, truncated, corrupt or from a newer
         version of the format.
     """
+    if is_bioimageio_package(path):
+        with extracted_model(path) as inner:
+            return load_model(inner, device)
     info = read_model_info(path)
     model = SegmentationModel(info)
     try:

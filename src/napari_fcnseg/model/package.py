@@ -1,0 +1,57 @@
+"""bioimage.io packages (``.zip``) as model files: ours load through their attachment.
+
+A package written by :func:`napari_fcnseg.core.bioimageio.export_bioimageio` carries the
+model's ``.safetensors`` file as an attachment; :func:`extracted_model` hands that file to
+the usual loader, so ``--model MODEL.zip`` and the Segment form take a package like a model
+file, and no code from the package runs. A package from another tool has no such attachment
+and is refused with a message: running it would mean running its architecture code or
+unpickling its weights ("What is trusted", docs/trust.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ModelFileError
+
+#: Name of our model file inside a package.
+ATTACHMENT = "napari_fcnseg_model.safetensors"
+_DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
+
+
+def is_bioimageio_package(path: str | os.PathLike[str]) -> bool:
+    """Tell whether ``path`` is a ``.zip`` holding a bioimage.io description."""
+    path = Path(path)
+    if path.suffix.lower() != ".zip" or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith(_DESCRIPTIONS) for n in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+@contextlib.contextmanager
+def extracted_model(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield our model file from the package at ``path``, extracted to a temporary folder."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if ATTACHMENT not in archive.namelist():
+                raise ModelFileError(
+                    f"{path}: this bioimage.io package was not exported by napari-fcnseg (it "
+                    f"has no {ATTACHMENT}); napari-fcnseg runs no model code from packages, so "
+                    "run it with the tool it was made for, or with bioimageio.core"
+                )
+            data = archive.read(ATTACHMENT)
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(f"{path} is not a readable zip file ({exc})") from None
+    with tempfile.TemporaryDirectory(prefix="fcnseg-bmz-") as tmp:
+        target = Path(tmp) / ATTACHMENT
+        target.write_bytes(data)
+        yield target
