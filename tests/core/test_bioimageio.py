@@ -38,10 +38,12 @@ def package(tmp_path, trained_tiny_model):
 
 
 def test_the_package_validates_and_reproduces_its_test_tensors_offline(package):
-    summary = bioimageio_core.test_model(str(package))
-    assert summary.status == "passed", summary
+    for weight_format in ("pytorch_state_dict", "torchscript"):
+        summary = bioimageio_core.test_model(str(package), weight_format=weight_format)
+        assert summary.status == "passed", summary
     names = zipfile.ZipFile(package).namelist()
-    for expected in ("rdf.yaml", "architecture.py", "weights.pt", "test_input.npy", "cover.png"):
+    expected_files = ("rdf.yaml", "architecture.py", "weights.pt", "weights.torchscript.pt")
+    for expected in (*expected_files, "test_input.npy", "cover.png"):
         assert expected in names
 
 

@@ -5,7 +5,8 @@ The package follows the current model spec (``bioimageio.spec`` 0.5, an optional
 model zoo's format (ilastik, deepImageJ, QuPath, bioimageio.core):
 
 * a self-contained architecture source (the U-Net module with a softmax head, nothing else
-  imported), and ``pytorch_state_dict`` weights (plus TorchScript when the model traces);
+  imported), and ``pytorch_state_dict`` weights plus TorchScript weights traced from them
+  (when the model traces);
 * ``scale_range`` preprocessing with our percentiles (1-99.8 per channel over the image), so
   other tools feed the network what we feed it, and class probabilities out;
 * test input and output tensors from a synthetic egg-chamber slice, a cover image, the model
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import re
 import tempfile
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +39,8 @@ from ..model.checkpoint import SegmentationModel, save_model
 from ..model.package import ATTACHMENT
 from .normalize import normalize_slice, percentile_bounds
 from .progress import Progress, run_to_completion
+
+log = logging.getLogger(__name__)
 
 #: The config key of our metadata.
 CONFIG_KEY = "napari_fcnseg"
@@ -161,15 +165,23 @@ def iter_export_bioimageio(
                         source=tmp / "architecture.py", callable="FcnsegUNet", kwargs=kwargs
                     ),
                     pytorch_version=v.Version(torch.__version__.split("+")[0]),
-                )
+                ),
+                torchscript=_torchscript(v, model, normalised, tmp / "weights.torchscript.pt"),
             ),
             attachments=[v.FileDescr(source=tmp / ATTACHMENT)],
             config={CONFIG_KEY: _our_metadata(model)},
         )
         yield Progress(1, 3, "bioimage.io: validating the package and running its test")
-        summary = test_model(descr, weight_format="pytorch_state_dict")
-        if summary.status != "passed":
-            raise ModelFileError(f"the bioimage.io package did not pass its own test:\n{summary}")
+        formats: list[Literal["pytorch_state_dict", "torchscript"]] = ["pytorch_state_dict"]
+        if descr.weights.torchscript is not None:
+            formats.append("torchscript")
+        for weight_format in formats:
+            summary = test_model(descr, weight_format=weight_format)
+            if summary.status != "passed":
+                raise ModelFileError(
+                    f"the bioimage.io package ({weight_format} weights) did not pass its own "
+                    f"test:\n{summary}"
+                )
         yield Progress(2, 3, "bioimage.io: writing the package")
         with atomic_output(out, overwrite=overwrite) as target:
             save_bioimageio_package(descr, output_path=Path(target).with_suffix(".zip"))
@@ -223,6 +235,31 @@ def model_card(model: SegmentationModel, path: Path) -> str:
         "Cite: " + "; ".join(text for text, _, _ in CITATIONS) + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+class _WithSoftmax(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.unet(x), dim=1)
+
+
+def _torchscript(v: Any, model: SegmentationModel, example: np.ndarray, path: Path) -> Any:
+    """TorchScript weights traced from the model, or ``None`` when it does not trace."""
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(_WithSoftmax(model.unet).eval(), torch.from_numpy(example))
+        traced.save(str(path))
+    except Exception as exc:  # tracing fails in many ways; the state-dict weights remain
+        log.warning("the model does not trace (%s): no TorchScript weights in the package", exc)
+        return None
+    return v.TorchscriptWeightsDescr(
+        source=path,
+        pytorch_version=v.Version(torch.__version__.split("+")[0]),
+        parent="pytorch_state_dict",
+    )
 
 
 def _test_input(image: np.ndarray, channels: int, multiple: int) -> np.ndarray:
