@@ -52,7 +52,7 @@ def test_help_pages_import_nothing_heavy():
     code = (
         "import contextlib, io, json, sys\n"
         "from napari_fcnseg.cli import main\n"
-        "commands = ['predict', 'suggest', 'evaluate', 'train', 'add', 'export-bmz']\n"
+        "commands = ['predict', 'suggest', 'evaluate', 'train', 'add', 'export-bmz', 'models']\n"
         "for argv in ([], *([c] for c in commands)):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"
@@ -69,7 +69,15 @@ def test_help_pages_import_nothing_heavy():
 def test_fcnseg_help_names_every_command():
     result = _python("-m", "napari_fcnseg", "--help")
     assert result.returncode == 0, result.stderr
-    assert list(COMMANDS) == ["predict", "suggest", "evaluate", "train", "add", "export-bmz"]
+    assert list(COMMANDS) == [
+        "predict",
+        "suggest",
+        "evaluate",
+        "train",
+        "add",
+        "export-bmz",
+        "models",
+    ]
     for name in COMMANDS:
         assert re.search(rf"^    {re.escape(name)}(\s|$)", result.stdout, re.M), name
     assert "fcnseg COMMAND --help" in result.stdout

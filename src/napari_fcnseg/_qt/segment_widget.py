@@ -26,7 +26,8 @@ from ..core.progress import Progress
 from ..core.uncertainty import entropy_uncertainty
 from ..errors import FcnsegError, InputError, ModelFileError
 from ..model.checkpoint import load_model
-from ..model.default import default_model_path
+from ..model.default import DEFAULT_MODEL as DEFAULT_BUNDLED
+from ..model.default import bundled_models, default_model_path, resolve_model_path
 from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
 from .layers import (
     current_slice,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 #: Value of the model choice that means "the file chosen below".
 MODEL_FILE = "file"
 DEFAULT_MODEL = "default"
+#: Prefix of the choices that stand for a bundled model other than the default.
+BUNDLED = "bundled:"
 WHOLE, CURRENT_SLICE = "whole", "slice"
 
 
@@ -185,8 +188,10 @@ class SegmentWidget(Container):
             flag = " (active)" if entry.version == active else ""
             note = f" - {entry.note[:40]}" if entry.note else ""
             choices.append((f"{entry.version}{flag}{note}", entry.version))
-        if default_model_path() is not None:
-            choices.append(("bundled default model", DEFAULT_MODEL))
+        for name in bundled_models():  # the default first, under the value "default"
+            value = DEFAULT_MODEL if name == DEFAULT_BUNDLED else f"{BUNDLED}{name}"
+            flag = " (default)" if name == DEFAULT_BUNDLED else ""
+            choices.append((f"bundled: {name}{flag}", value))
         choices.append(("model file...", MODEL_FILE))
         return choices
 
@@ -215,6 +220,8 @@ class SegmentWidget(Container):
             if path is None:
                 raise ModelFileError("the bundled default model is missing from this install")
             return path
+        if isinstance(choice, str) and choice.startswith(BUNDLED):
+            return resolve_model_path(choice[len(BUNDLED) :])
         if choice == MODEL_FILE:
             chosen = chosen_path(self.model_file)
             if chosen is None or chosen.is_dir():

@@ -1,8 +1,8 @@
 """The ``fcnseg`` command: segment, rank, evaluate, grow annotated sets and train without a GUI.
 
 One module per command (:mod:`.predict`, :mod:`.suggest`, :mod:`.evaluate`, :mod:`.train`,
-:mod:`.add`, :mod:`.export_bmz`), each with ``add_parser(commands)`` and ``run(args) -> int``;
-:mod:`._options` holds what they share.
+:mod:`.add`, :mod:`.export_bmz`, :mod:`.models`), each with ``add_parser(commands)`` and
+``run(args) -> int``; :mod:`._options` holds what they share.
 Building the parser imports neither torch nor napari: every command imports its heavy
 dependencies inside ``run``, so ``fcnseg --help`` answers at once. Errors are handled here, the
 same for every command: one line on stderr, exit code 2 for bad input, 1 for an unexpected
@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import FcnsegError
-from . import add, evaluate, export_bmz, predict, suggest, train
+from . import add, evaluate, export_bmz, models, predict, suggest, train
 from ._options import HelpFormatter, examples_text, paragraphs
 
 __all__ = ["COMMANDS", "EXAMPLES", "build_parser", "main"]
@@ -34,6 +34,7 @@ COMMANDS = {
     "train": train,
     "add": add,
     "export-bmz": export_bmz,
+    "models": models,
 }
 
 EXAMPLES = (

@@ -172,9 +172,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, auto_tile: bool = Fals
     parser.add_argument(
         "--model",
         default=None,
-        metavar="PATH",
-        help="model file (.safetensors, or a bioimage.io .zip exported by fcnseg export-bmz); "
-        "default: the bundled model",
+        metavar="PATH|NAME",
+        help="model file (.safetensors, or a bioimage.io .zip exported by fcnseg export-bmz), "
+        "or the name of a bundled model (fcnseg models); default: egg-chambers",
     )
     add_device_option(parser)
     if auto_tile:
