@@ -1,4 +1,4 @@
-"""Opening an annotated set folder in napari: image, labels and corrected mask per item."""
+"""The plugin's file contributions in napari: an annotated set opened for review, OME-Zarr saved."""
 
 from __future__ import annotations
 
@@ -45,3 +45,16 @@ def test_a_set_opens_for_review(viewer, set_folder):
     assert list(labels.features["class"]) == ["background", "egg", "not annotated"]
     assert viewer.layers["scan0 corrected"].opacity < labels.opacity
     np.testing.assert_array_equal(viewer.layers["scan0 corrected"].data[10:20, 10:20], 1)
+
+
+def test_save_layer_offers_ome_zarr(viewer, tmp_path):
+    labels = np.zeros((30, 40), np.uint8)
+    labels[5:15, 5:20] = 1
+    layer = viewer.add_labels(labels, name="mask", scale=(0.5, 0.5))
+    [written] = viewer.layers.save(
+        str(tmp_path / "mask.ome.zarr"), selected=False, plugin="napari-fcnseg"
+    )
+    from napari_fcnseg.io.ome_zarr import read_ome_zarr_labels
+
+    array, _ = read_ome_zarr_labels(written)
+    np.testing.assert_array_equal(np.asarray(array), layer.data)
