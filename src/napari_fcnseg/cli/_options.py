@@ -111,7 +111,7 @@ def scale_factor(text: str) -> float:
 
 
 def add_inputs(parser: argparse.ArgumentParser) -> None:
-    """Add the ``INPUT...`` arguments and ``--axes`` (read with :func:`expand_inputs`)."""
+    """Add the ``INPUT...`` arguments (read with :func:`expand_inputs`)."""
     parser.add_argument(
         "inputs",
         nargs="+",

@@ -38,8 +38,9 @@ def add_parser(
     parser.add_argument(
         "--model",
         default=None,
-        metavar="PATH",
-        help="model file (.safetensors); default: the bundled model",
+        metavar="PATH|NAME",
+        help="model file (.safetensors) or the name of a bundled model (fcnseg models); "
+        "default: egg-chambers",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL.zip", help="package")
     parser.add_argument(

@@ -231,8 +231,6 @@ def _slice_events(
                     yield Progress(done, done + (len(order) - position) * len(grid), message)
             done += len(grid)
             yield SlicePrediction(z, probs)
-        if ahead is not None:  # closed early: let the last read finish before the pool shuts
-            ahead.cancel()
 
 
 def _predict_slice(
