@@ -46,11 +46,11 @@ def _stack(slices: int) -> np.ndarray:
 
 
 def run_untiled(device: str) -> dict:
-    from napari_fcnseg.core.normalize import normalize_slice, percentile_bounds
+    from napari_fcnseg.core.normalize import normalize_slice, normalization_bounds
 
     model = _model(device)
     stack = _stack(1)
-    lo, hi = percentile_bounds(stack, model.info.normalization)
+    lo, hi = normalization_bounds(stack, model.info.normalization)
 
     def once() -> None:
         x = torch.from_numpy(normalize_slice(stack[0], lo, hi)[None]).to(device)

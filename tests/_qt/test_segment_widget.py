@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 
@@ -244,3 +245,25 @@ def test_objects_adds_one_label_per_chamber_with_measurements(qtbot, viewer, seg
     run(qtbot, segment)
     np.testing.assert_array_equal(viewer.layers["cells objects"].data, edited)
     assert "cells objects (2)" in viewer.layers
+
+
+def test_a_package_that_runs_code_is_run_only_when_the_user_trusts_it(
+    qtbot, viewer, segment, tmp_path, monkeypatch, notifications
+):
+    pytest.importorskip("bioimageio.core")
+    from napari_fcnseg._qt.segment_widget import SegmentWidget
+    from tests.bioimageio_packages import write_package
+
+    package = write_package(tmp_path, weights="torchscript", channels_out=2)
+    viewer.add_image(disk_image()[0], name="cells", rgb=True)
+    segment.model_file.value = package
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(SegmentWidget, "ask_trust", lambda _, p, f: asked.append(f) or False)
+    segment.run_button.native.click()  # refused: nothing runs, no layer
+    assert asked == [("torchscript",)] and "cells labels" not in viewer.layers
+    assert "was not trusted" in notifications[-1].message
+    monkeypatch.setattr(SegmentWidget, "ask_trust", lambda _, p, f: asked.append(f) or True)
+    run(qtbot, segment)
+    assert record_of(viewer.layers["cells labels"]).class_names == ["bg", "cell"]
+    run(qtbot, segment)  # trusted once: not asked again this session
+    assert len(asked) == 2 and not errors(notifications)

@@ -62,12 +62,12 @@ def test_it_loads_back_losslessly_and_segments_identically(package, trained_tiny
     )
 
 
-def test_a_package_from_another_tool_is_refused(tmp_path):
+def test_an_invalid_package_from_another_tool_is_refused(tmp_path):
     foreign = tmp_path / "other.zip"
     with zipfile.ZipFile(foreign, "w") as archive:
         archive.writestr("rdf.yaml", "type: model\n")
         archive.writestr("weights.pt", b"pickled")
-    with pytest.raises(ModelFileError, match="not exported by napari-fcnseg"):
+    with pytest.raises(ModelFileError, match=r"not a valid bioimage\.io model package"):
         load_model(foreign)
 
 

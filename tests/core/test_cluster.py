@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from napari_fcnseg.core.cluster import PredictSettings, predict_files
-from napari_fcnseg.core.normalize import percentile_bounds
+from napari_fcnseg.core.normalize import normalization_bounds
 from napari_fcnseg.core.progress import Progress, run_to_completion
 from napari_fcnseg.core.slices import SliceLabels, label_slices
 from napari_fcnseg.errors import InputError
@@ -30,7 +30,7 @@ def test_slices_predicted_apart_with_shared_bounds_equal_the_whole_run(rng, scal
     model.info.scale = scale  # a model with a working scale answers at the stack's size too
     stack = (rng.random((4, 40, 50)) * 1000).astype(np.uint16)
     whole = _all_labels(model, stack)
-    bounds = percentile_bounds(stack[..., None], model.info.normalization)
+    bounds = normalization_bounds(stack[..., None], model.info.normalization)
     parts = [_all_labels(model, stack, bounds=bounds, slices=[z])[0] for z in (3, 0, 2, 1)]
     np.testing.assert_array_equal(np.stack([parts[1], parts[3], parts[2], parts[0]]), whole)
     assert whole.shape == (4, 40, 50)

@@ -25,11 +25,11 @@ def _predict(model, image, **kwargs):
 
 def _untiled(model, image):
     """One forward pass on the whole image, normalised and padded as the core does."""
-    from napari_fcnseg.core.normalize import normalize_slice, percentile_bounds
+    from napari_fcnseg.core.normalize import normalization_bounds, normalize_slice
     from napari_fcnseg.core.tiling import round_up
 
     stack = image[None] if image.ndim == 3 else image[None, ..., None]
-    lo, hi = percentile_bounds(stack, model.info.normalization)
+    lo, hi = normalization_bounds(stack, model.info.normalization)
     chw = normalize_slice(stack[0], lo, hi)
     m = model.required_multiple
     h, w = chw.shape[1:]

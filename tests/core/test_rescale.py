@@ -66,7 +66,7 @@ def test_unusable_scales_are_refused_with_what_it_means(bad):
 def test_prediction_at_half_scale_is_the_half_size_prediction_resized(tiny_model, rng):
     import torch
 
-    from napari_fcnseg.core.normalize import normalize_slice, percentile_bounds
+    from napari_fcnseg.core.normalize import normalization_bounds, normalize_slice
 
     image = (rng.random((96, 80, 3)) * 255).astype(np.uint8)
     half = copy.deepcopy(tiny_model)
@@ -75,7 +75,7 @@ def test_prediction_at_half_scale_is_the_half_size_prediction_resized(tiny_model
     assert probs.shape == (2, 96, 80)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
     # By hand: normalise at full size, shrink, one forward pass, enlarge the probabilities.
-    lo, hi = percentile_bounds(image[None], tiny_model.info.normalization)
+    lo, hi = normalization_bounds(image[None], tiny_model.info.normalization)
     small = resize_channels(normalize_slice(image, lo, hi), (48, 40))
     with torch.no_grad():
         small_probs = torch.softmax(tiny_model(torch.from_numpy(small[None])), 1)[0].numpy()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from napari_fcnseg.core.normalize import normalize_slice, percentile_bounds
+from napari_fcnseg.core.normalize import normalization_bounds, normalize_slice
 from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.core.tiling import TileGrid
@@ -82,6 +82,6 @@ def test_stitching_a_pixelwise_function_reproduces_it(
     assert probs.shape == (2, height, width) and probs.dtype == np.float32
     assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
-    lo, hi = percentile_bounds(image[None], model.info.normalization)
+    lo, hi = normalization_bounds(image[None], model.info.normalization)
     expected = 1 / (1 + np.exp(-normalize_slice(image, lo, hi)[0]))
     np.testing.assert_allclose(probs[1], expected, atol=1e-5)

@@ -16,7 +16,8 @@ import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 from napari.layers import Image
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QMessageBox
 
 from ..core.device import DEVICE_CHOICES
 from ..core.edits import PredictionRecord
@@ -28,6 +29,7 @@ from ..errors import FcnsegError, InputError, ModelFileError
 from ..model.checkpoint import load_model
 from ..model.default import DEFAULT_MODEL as DEFAULT_BUNDLED
 from ..model.default import bundled_models, default_model_path, resolve_model_path
+from ..model.foreign import code_formats
 from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
 from .layers import (
     current_slice,
@@ -78,15 +80,17 @@ def segment_job(
     source: str = "image",
     uncertainty: bool = False,
     objects: bool = False,
+    trust_model_code: bool = False,
 ) -> Generator[Progress, None, SegmentResult]:
     """Load the model and predict the image (or its slice ``z``): the worker's job.
 
     ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``); with
     ``uncertainty`` the result also holds the per-pixel uncertainty, with ``objects`` one label
-    per egg chamber and the objects' measurements (all computed in the worker).
+    per egg chamber and the objects' measurements (all computed in the worker);
+    ``trust_model_code`` lets another tool's package run its code (the user said yes).
     """
     yield Progress(0, 0, "loading the model")
-    model = load_model(model_path)
+    model = load_model(model_path, trust_model_code=trust_model_code)
     if z is not None:
         image, axes = image[z], axes[1:]
         source = f"{source}, slice {z}"
@@ -124,6 +128,8 @@ class SegmentWidget(Container):
 
     def __init__(self, viewer: napari.Viewer):
         self._viewer = viewer
+        #: Packages the user agreed to run the code of, this session.
+        self._trusted: set[Path] = set()
         self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self.scope = ComboBox(
             label="run on",
@@ -247,8 +253,15 @@ class SegmentWidget(Container):
             data, axes = image_data(layer)
             one_slice = self.scope.value == CURRENT_SLICE and is_stack(layer)
             z = current_slice(self._viewer, layer) if one_slice else None
+            model_path = self.model_path()
+            formats = code_formats(model_path)
+            if formats and model_path not in self._trusted:
+                if not self.ask_trust(model_path, formats):
+                    show_info(f"not run: {model_path.name} was not trusted")
+                    return
+                self._trusted.add(model_path)
             job = segment_job(
-                self.model_path(),
+                model_path,
                 data,
                 axes,
                 z=z,
@@ -257,11 +270,26 @@ class SegmentWidget(Container):
                 source=f"image layer {layer.name!r}",
                 uncertainty=bool(self.uncertainty.value),
                 objects=bool(self.objects.value),
+                trust_model_code=bool(formats),
             )
         except FcnsegError as exc:
             show_error(str(exc))
             return
         self.runner.start(job, on_result=lambda result: self._show(layer, z, result))
+
+    def ask_trust(self, path: Path, formats: tuple[str, ...]) -> bool:
+        """Ask whether to run a package's code (tests replace this method)."""
+        answer = QMessageBox.question(
+            self.native,
+            "Run this package's code?",
+            f"{path.name} is a bioimage.io package from another tool. Its "
+            f"{' and '.join(formats)} weights run code from the package on this computer "
+            "(unpickling, or its architecture source).\n\nRun it only if you trust where it "
+            "came from. Run it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return bool(answer == QMessageBox.StandardButton.Yes)
 
     def _show(self, layer: Image, z: int | None, result: SegmentResult) -> None:
         common: dict[str, Any] = {

@@ -173,8 +173,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, auto_tile: bool = Fals
         "--model",
         default=None,
         metavar="PATH|NAME",
-        help="model file (.safetensors, or a bioimage.io .zip exported by fcnseg export-bmz), "
-        "or the name of a bundled model (fcnseg models); default: egg-chambers",
+        help="model file (.safetensors), a bioimage.io package (.zip), or the name of a "
+        "bundled model (fcnseg models); default: egg-chambers",
+    )
+    parser.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="run a bioimage.io package whose weights run its own code (TorchScript, PyTorch "
+        "state dict): only for packages from a source you trust (docs/trust.md)",
     )
     add_device_option(parser)
     if auto_tile:
@@ -208,7 +214,9 @@ def load_model(args: argparse.Namespace) -> SegmentationModel:
     from ..model.checkpoint import load_model
     from ..model.default import resolve_model_path
 
-    return load_model(resolve_model_path(args.model))
+    return load_model(
+        resolve_model_path(args.model), trust_model_code=getattr(args, "trust_model_code", False)
+    )
 
 
 def given(value: T | None, default: T) -> T:

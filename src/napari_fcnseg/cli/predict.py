@@ -388,8 +388,14 @@ def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: l
     from ..core.progress import run_to_completion
     from ..model.checkpoint import read_model_info
     from ..model.default import resolve_model_path
+    from ..model.package import is_bioimageio_package, is_our_package
 
     model_path = resolve_model_path(args.model).resolve()
+    if is_bioimageio_package(model_path) and not is_our_package(model_path):
+        raise InputError(
+            f"{model_path} is another tool's bioimage.io package: it runs in one process only; "
+            "run without --scheduler"
+        )
     read_model_info(model_path)  # a bad model file is reported before any worker starts
     for path in inputs:
         if not path.exists():

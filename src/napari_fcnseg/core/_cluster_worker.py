@@ -70,13 +70,13 @@ def plan_file(path: str, settings: PredictSettings) -> FilePlan:
     import dask
 
     from .memory import NetworkSize, choose_tile
-    from .normalize import percentile_bounds
+    from .normalize import normalization_bounds
 
     model = _worker_model(settings)
     with dask.config.set(scheduler="synchronous"):
         image = _worker_image(path, settings, model.info.in_channels)
         prepared = prepare_image(image.data, model.info.in_channels, image.layout.axes, path)
-        bounds = percentile_bounds(prepared.stack, model.info.normalization)
+        bounds = normalization_bounds(prepared.stack, model.info.normalization)
     depth, height, width = prepared.stack.shape[:3]
     tile = settings.tile
     if tile is None:

@@ -37,7 +37,7 @@ from ..io.atomic import atomic_output
 from ..model import unet as unet_module
 from ..model.checkpoint import SegmentationModel, save_model
 from ..model.package import ATTACHMENT
-from .normalize import normalize_slice, percentile_bounds
+from .normalize import normalization_bounds, normalize_slice
 from .progress import Progress, run_to_completion
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,13 @@ def iter_export_bioimageio(
     from bioimageio.core import test_model
     from bioimageio.spec import save_bioimageio_package
 
+    from ..model.foreign import ForeignModel
+
+    if isinstance(model, ForeignModel):
+        raise InputError(
+            f"{model.info.provenance.get('bioimageio_package')} is already a bioimage.io "
+            "package (from another tool): share that file as it is"
+        )
     info = model.info
     if info.scale != 1.0:
         raise InputError(
@@ -130,7 +137,7 @@ def iter_export_bioimageio(
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         raw = _test_input(test_image, info.in_channels, model.required_multiple)
-        lo, hi = percentile_bounds(raw[None], info.normalization)
+        lo, hi = normalization_bounds(raw[None], info.normalization)
         normalised = normalize_slice(raw, lo, hi)[None]
         with torch.inference_mode():
             probabilities = torch.softmax(model(torch.from_numpy(normalised)), dim=1).numpy()

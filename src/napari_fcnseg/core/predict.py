@@ -22,7 +22,7 @@ from ..io.axes import Layout, infer_layout, to_zyxc
 from ..io.images import check_pixels
 from ..model.checkpoint import SegmentationModel
 from .device import resolve_device
-from .normalize import normalize_slice, percentile_bounds
+from .normalize import normalization_bounds, normalize_slice
 from .pipeline import in_background
 from .progress import Progress
 from .rescale import resize_channels, scaled_shape
@@ -124,7 +124,7 @@ def predict_slices(
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
     bounds
-        Per-channel normalisation bounds ``(lo, hi)`` from :func:`~.normalize.percentile_bounds`
+        Per-channel normalisation bounds ``(lo, hi)`` from :func:`~.normalize.normalization_bounds`
         on the whole stack; computed here when ``None``. Give them when the slices of one stack
         are predicted in several calls (e.g. on several workers) so that all use the same.
     slices
@@ -150,7 +150,7 @@ def predict_slices(
     order = list(range(depth)) if slices is None else [int(z) for z in slices]
     if any(not 0 <= z < depth for z in order):
         raise InputError(f"slices {order} are outside the stack's {depth} slice(s)")
-    lo, hi = percentile_bounds(stack, model.info.normalization) if bounds is None else bounds
+    lo, hi = normalization_bounds(stack, model.info.normalization) if bounds is None else bounds
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if pipeline is None:

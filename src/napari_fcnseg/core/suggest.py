@@ -42,7 +42,7 @@ from ..io.images import ImageData
 from ..model.checkpoint import SegmentationModel
 from .choices import DEFAULT_SUGGEST_MEASURE, SUGGEST_MEASURES
 from .crf import refine_with_crf
-from .normalize import percentile_bounds
+from .normalize import normalization_bounds
 from .predict import (
     DEFAULT_BATCH,
     DEFAULT_TILE,
@@ -299,7 +299,7 @@ def _score_slices(
     out: list[tuple[int, dict[str, float], tuple[Region, ...]]] = []
     if not order:
         return out
-    bounds = percentile_bounds(prepared.stack, model.info.normalization)
+    bounds = normalization_bounds(prepared.stack, model.info.normalization)
     slices = _predict(model, prepared.stack, "ZYXC", bounds, settings, order, source)
     for event in slices:
         if not isinstance(event, SlicePrediction):

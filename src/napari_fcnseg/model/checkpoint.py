@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InputError, ModelFileError
 from ..io.atomic import atomic_output
-from .package import extracted_model, is_bioimageio_package
+from .package import extracted_model, is_bioimageio_package, is_our_package
 from .scale import check_scale
 from .unet import UNet
 
@@ -208,9 +208,14 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     """Read only the description of a model file (fast; no weights are loaded).
 
     A bioimage.io package exported by napari-fcnseg (``.zip``) is read through the model
-    file it carries (:mod:`.package`).
+    file it carries (:mod:`.package`); another tool's package through its description
+    (:mod:`.foreign`; nothing from it runs).
     """
     if is_bioimageio_package(path):
+        if not is_our_package(path):
+            from .foreign import read_foreign_info
+
+            return read_foreign_info(path)
         with extracted_model(path) as inner:
             return read_model_info(inner)
     path = _check_model_path(path)
@@ -225,21 +230,31 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
 
 
 def load_model(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    trust_model_code: bool = False,
 ) -> SegmentationModel:
     """Rebuild a model from its file, in eval mode, on ``device``.
 
     Only tensors and JSON are read: no code from the file is ever executed. Pickled PyTorch
     files (``.pt``/``.pth``) are refused. Our bioimage.io packages (``.zip``) load through the
-    model file they carry; other packages are refused.
+    model file they carry. Other tools' packages run through ``bioimageio.core``
+    (:mod:`.foreign`): ONNX weights always, weights that run the package's code (TorchScript,
+    PyTorch state dicts) only with ``trust_model_code``.
 
     Raises
     ------
     ModelFileError
         If the file is missing, not a safetensors model, truncated, corrupt or from a newer
-        version of the format.
+        version of the format; :class:`~.foreign.UntrustedModelError` (a subclass) for a
+        package that needs ``trust_model_code``.
     """
     if is_bioimageio_package(path):
+        if not is_our_package(path):
+            from .foreign import load_foreign_package
+
+            return load_foreign_package(path, trust_model_code=trust_model_code)
         with extracted_model(path) as inner:
             return load_model(inner, device)
     info = read_model_info(path)

@@ -3,9 +3,8 @@
 A package written by :func:`napari_fcnseg.core.bioimageio.export_bioimageio` carries the
 model's ``.safetensors`` file as an attachment; :func:`extracted_model` hands that file to
 the usual loader, so ``--model MODEL.zip`` and the Segment form take a package like a model
-file, and no code from the package runs. A package from another tool has no such attachment
-and is refused with a message: running it would mean running its architecture code or
-unpickling its weights ("What is trusted", docs/trust.md).
+file, and no code from the package runs. A package from another tool has no such attachment:
+:mod:`.foreign` runs it through ``bioimageio.core`` ("What is trusted", docs/trust.md).
 """
 
 from __future__ import annotations
@@ -33,6 +32,15 @@ def is_bioimageio_package(path: str | os.PathLike[str]) -> bool:
         with zipfile.ZipFile(path) as archive:
             return any(n.endswith(_DESCRIPTIONS) for n in archive.namelist())
     except zipfile.BadZipFile:
+        return False
+
+
+def is_our_package(path: str | os.PathLike[str]) -> bool:
+    """Tell whether the package at ``path`` carries our model file (we exported it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return ATTACHMENT in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
         return False
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core.normalize import normalize_slice, percentile_bounds
+from ..core.normalize import normalization_bounds, normalize_slice
 from ..core.predict import prepare_image
 from ..core.rescale import resize_channels, resize_labels, scaled_shape
 from ..errors import InputError
@@ -154,7 +154,7 @@ def prepare_sample(
     """Normalise a sample as inference does and compute its training target.
 
     The image goes through :func:`~napari_fcnseg.core.predict.prepare_image`,
-    :func:`~napari_fcnseg.core.normalize.percentile_bounds` and
+    :func:`~napari_fcnseg.core.normalize.normalization_bounds` and
     :func:`~napari_fcnseg.core.normalize.normalize_slice`, the same calls as
     :func:`~napari_fcnseg.core.predict.predict_probabilities` makes on a 2D image. With
     ``corrected_only`` the target keeps only corrected pixels and a ``corrected_margin`` px band
@@ -166,7 +166,7 @@ def prepare_sample(
     stack = prepare_image(
         image, channels, sample_axes(image), sample.name or "training image"
     ).stack
-    lo, hi = percentile_bounds(stack, normalization)
+    lo, hi = normalization_bounds(stack, normalization)
     chw = normalize_slice(stack[0], lo, hi)
     target = np.asarray(sample.labels).astype(np.int64)
     if corrected_only and sample.corrected is not None:

@@ -66,6 +66,18 @@ class TrainResult:
         return self.best_val_iou is not None and self.best_val_iou > self.start_val_iou
 
 
+def check_trainable(model: SegmentationModel) -> None:
+    """Refuse a model that cannot be trained here: another tool's bioimage.io package."""
+    from ..model.foreign import ForeignModel
+
+    if isinstance(model, ForeignModel):
+        raise InputError(
+            f"{model.info.provenance.get('name', 'this model')} is another tool's bioimage.io "
+            "package: it segments, but cannot be fine-tuned here; start from a napari-fcnseg "
+            "model (e.g. the bundled one) instead"
+        )
+
+
 def fit(
     model: SegmentationModel,
     train: Sequence[TrainingSample],
@@ -104,6 +116,7 @@ def fit(
         pixels.
     """
     config.check()
+    check_trainable(model)
     if not train:
         raise InputError("no training images: add annotated images to the set first")
     info = model.info
