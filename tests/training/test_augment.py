@@ -98,6 +98,21 @@ def test_appearance_blurs_and_bends_contrast_but_not_labels(monkeypatch):
     assert sorted(np.unique(tgt)) == sorted(np.unique(target))
 
 
+def test_a_noisy_channel_is_one_faint_grainy_channel(monkeypatch):
+    image, target = _aligned(np.random.default_rng(0))
+    monkeypatch.setattr(aug, "CHANNEL_NOISE_PROBABILITY", 1.0)
+    noisy = aug.noisy_channel(image, np.random.default_rng(3))
+    changed = [c for c in range(3) if not np.array_equal(noisy[c], image[c])]
+    assert len(changed) == 1 and noisy.dtype == np.float32
+    c = changed[0]
+    residual = noisy[c] - image[c] * (noisy[c] * image[c]).sum() / (image[c] ** 2).sum()
+    assert 0.03 < residual.std() < 0.3  # noise of the configured strength was added
+    monkeypatch.setattr(aug, "CHANNEL_NOISE_PROBABILITY", 0.0)
+    assert aug.noisy_channel(image, np.random.default_rng(3)) is image
+    _, tgt = aug.augment_crop(image, target, np.random.default_rng(2), channel_noise=True)
+    assert sorted(np.unique(tgt)) == sorted(np.unique(target))
+
+
 def test_extra_channels_are_not_jittered(rng):
     image, target = _aligned(rng)
     stacked = np.concatenate([image, image * 255])

@@ -26,6 +26,11 @@ BLUR_PROBABILITY = 0.3
 BLUR_SIGMA = (0.5, 2.0)
 GAMMA_PROBABILITY = 0.5
 GAMMA_LOG_RANGE = 0.4
+#: :func:`noisy_channel`: how often, how much noise (in units of the scaled channel) and its
+#: grain (Gaussian sigma in pixels, like JPEG's chroma blocks).
+CHANNEL_NOISE_PROBABILITY = 0.5
+CHANNEL_NOISE_SIGMA = (0.05, 0.2)
+CHANNEL_NOISE_GRAIN = 0.7
 
 
 def random_crop(
@@ -158,6 +163,25 @@ def jitter_appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def noisy_channel(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sometimes make one channel a faint, noisy copy of itself: a weak stain, stretched.
+
+    Each channel is scaled between its own percentiles, so a channel that holds little of the
+    stain (the blue of a red-stained slice, which shows only bleed-through) comes out as its
+    structure under strong grainy noise, while in a magenta slice the same channel is a clean
+    copy of the red one.
+    """
+    if rng.random() >= CHANNEL_NOISE_PROBABILITY:
+        return image
+    out = image.copy()
+    c = int(rng.integers(out.shape[0]))
+    sigma = float(rng.uniform(*CHANNEL_NOISE_SIGMA))
+    noise = ndi.gaussian_filter(rng.normal(0.0, 1.0, out.shape[1:]), CHANNEL_NOISE_GRAIN)
+    noise *= sigma / max(float(noise.std()), 1e-6)
+    out[c] = out[c] * float(rng.uniform(0.6, 1.0)) + noise.astype(np.float32)
+    return out
+
+
 def permute_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Shuffle the channels (stains vary, e.g. between red and magenta)."""
     return np.ascontiguousarray(image[rng.permutation(image.shape[0])])
@@ -173,13 +197,15 @@ def augment_crop(
     network_channels: int | None = None,
     legacy_elastic: bool = False,
     appearance: bool = False,
+    channel_noise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flips/rotations, elastic deformation (sometimes), channel order and intensity jitter.
 
     With ``network_channels`` set, the image holds that many network channels followed by
     extra channels (e.g. the CRF's view of the image): geometric transforms apply to all,
     channel permutation and intensity jitter to the network channels only. ``legacy_elastic``
-    uses :func:`elastic_deform_scipy`; ``appearance`` adds :func:`jitter_appearance`.
+    uses :func:`elastic_deform_scipy`; ``appearance`` adds :func:`jitter_appearance`,
+    ``channel_noise`` :func:`noisy_channel`.
     """
     image, target = flip_rotate(image, target, rng)
     if rng.random() < elastic_probability:
@@ -191,6 +217,8 @@ def augment_crop(
         network = permute_channels(network, rng)
     if appearance:
         network = jitter_appearance(network, rng)
+    if channel_noise and c > 1:
+        network = noisy_channel(network, rng)
     return np.concatenate([jitter_intensity(network, rng), extra]), target
 
 
@@ -206,6 +234,7 @@ def sample_batch(
     legacy_elastic: bool = False,
     weights: Sequence[float] | None = None,
     appearance: bool = False,
+    channel_noise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a batch of crops, from samples picked in proportion to their annotated pixels.
 
@@ -229,6 +258,7 @@ def sample_batch(
                 network_channels=network_channels,
                 legacy_elastic=legacy_elastic,
                 appearance=appearance,
+                channel_noise=channel_noise,
             )
         images.append(img)
         targets.append(tgt)

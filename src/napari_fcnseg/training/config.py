@@ -51,8 +51,10 @@ class TrainConfig:
     unknown). ``scale`` sets the trained model's working scale (images resized by it before the
     network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the starting model's.
     ``legacy_elastic`` resamples elastic deformations with SciPy as the bundled model's recipe
-    did (10x slower, same distribution). ``crf_*`` settings apply to the joint U-Net + CRF phase
-    run after the U-Net phase when ``train_crf`` is set.
+    did (10x slower, same distribution). ``appearance`` adds blur and gamma augmentation and
+    ``channel_noise`` sometimes makes one channel a faint, grainy copy of itself (a weak stain
+    stretched by per-channel scaling; :mod:`.augment`). ``crf_*`` settings apply to the joint
+    U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
     """
 
     epochs: int | None = None
@@ -85,6 +87,7 @@ class TrainConfig:
     train_crf: bool = False
     channel_permutation: bool | None = None  # None: only for 3-channel (RGB) images
     appearance: bool = False
+    channel_noise: bool = False
     validation_tile: int = 1024
     crf_steps: int = 60
     crf_batch_size: int = 4
@@ -176,6 +179,7 @@ class FineTuneSettings:
     corrected_only: bool = False
     channel_permutation: bool = False
     appearance: bool = False
+    channel_noise: bool = False
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
@@ -205,6 +209,7 @@ class FineTuneSettings:
             corrected_only=self.corrected_only,
             channel_permutation=self.channel_permutation,
             appearance=self.appearance,
+            channel_noise=self.channel_noise,
             device=self.device,
             precision=self.precision,
             channels_last=_channels_last(self.device),

@@ -267,6 +267,7 @@ def _unet_phase(
             legacy_elastic=config.legacy_elastic,
             weights=run.train_weights,
             appearance=config.appearance,
+            channel_noise=config.channel_noise,
         )
         optimizer.zero_grad(set_to_none=True)
         inputs = torch.from_numpy(x).to(run.device).contiguous(memory_format=layout)
