@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import InputError, ModelFileError
 from ..io.atomic import atomic_output
-from .package import extracted_model, is_bioimageio_package, is_our_package
+from .package import extracted_model, foreign, is_bioimageio_package, is_our_package
 from .scale import check_scale
 from .unet import UNet
 
@@ -213,9 +213,8 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     """
     if is_bioimageio_package(path):
         if not is_our_package(path):
-            from .foreign import read_foreign_info
-
-            return read_foreign_info(path)
+            info: ModelInfo = foreign("describe")(path)
+            return info
         with extracted_model(path) as inner:
             return read_model_info(inner)
     path = _check_model_path(path)
@@ -252,9 +251,8 @@ def load_model(
     """
     if is_bioimageio_package(path):
         if not is_our_package(path):
-            from .foreign import load_foreign_package
-
-            return load_foreign_package(path, trust_model_code=trust_model_code)
+            model: SegmentationModel = foreign("load")(path, trust_model_code=trust_model_code)
+            return model
         with extracted_model(path) as inner:
             return load_model(inner, device)
     info = read_model_info(path)

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .checkpoint import ModelInfo, SegmentationModel
+from .package import is_bioimageio_package, is_our_package, register_foreign
 
 #: Weight formats run without asking: no code is run and nothing is unpickled.
 SAFE_FORMATS = ("onnx",)
@@ -194,8 +195,6 @@ def code_formats(path: str | os.PathLike[str]) -> tuple[str, ...]:
     Empty for our own packages, model files, and packages whose ONNX weights can run here; the
     caller asks the user before loading with ``trust_model_code`` when this is not empty.
     """
-    from .package import is_bioimageio_package, is_our_package
-
     if not is_bioimageio_package(path) or is_our_package(path):
         return ()
     descr = _describe(Path(path))
@@ -412,3 +411,6 @@ def _valid_size(n: int, low: int, step: int) -> int:
     if n <= low:
         return low
     return low + -(-(n - low) // step) * step
+
+
+register_foreign(load_foreign_package, read_foreign_info)

@@ -13,14 +13,31 @@ import contextlib
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelFileError
 
 #: Name of our model file inside a package.
 ATTACHMENT = "napari_fcnseg_model.safetensors"
 _DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
+
+
+#: How another tool's package is opened: ``loader(path, trust_model_code)`` and
+#: ``describer(path)``, registered by :mod:`.foreign` (which ``napari_fcnseg.model`` imports),
+#: so that :mod:`.checkpoint` dispatches to it without importing it (foreign builds on it).
+_FOREIGN: dict[str, Callable[..., Any]] = {}
+
+
+def register_foreign(loader: Callable[..., Any], describer: Callable[..., Any]) -> None:
+    """Register how other tools' packages are loaded and described (see :mod:`.foreign`)."""
+    _FOREIGN["load"], _FOREIGN["describe"] = loader, describer
+
+
+def foreign(kind: str) -> Callable[..., Any]:
+    """Return the registered ``"load"`` or ``"describe"`` function for other tools' packages."""
+    return _FOREIGN[kind]
 
 
 def is_bioimageio_package(path: str | os.PathLike[str]) -> bool:
