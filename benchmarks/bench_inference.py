@@ -46,7 +46,7 @@ def _stack(slices: int) -> np.ndarray:
 
 
 def run_untiled(device: str) -> dict:
-    from napari_fcnseg.core.normalize import normalize_slice, normalization_bounds
+    from napari_fcnseg.core.normalize import normalization_bounds, normalize_slice
 
     model = _model(device)
     stack = _stack(1)
