@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .checkpoint import ModelInfo, SegmentationModel
-from .package import is_bioimageio_package, is_our_package, register_foreign
+from .package import is_bioimageio_package, is_our_package
 
 #: Weight formats run without asking: no code is run and nothing is unpickled.
 SAFE_FORMATS = ("onnx",)
@@ -411,6 +411,3 @@ def _valid_size(n: int, low: int, step: int) -> int:
     if n <= low:
         return low
     return low + -(-(n - low) // step) * step
-
-
-register_foreign(load_foreign_package, read_foreign_info)

@@ -25,7 +25,7 @@ _DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
 
 
 #: How another tool's package is opened: ``loader(path, trust_model_code)`` and
-#: ``describer(path)``, registered by :mod:`.foreign` (which ``napari_fcnseg.model`` imports),
+#: ``describer(path)``, registered by ``napari_fcnseg.model`` (lazy wrappers of :mod:`.foreign`),
 #: so that :mod:`.checkpoint` dispatches to it without importing it (foreign builds on it).
 _FOREIGN: dict[str, Callable[..., Any]] = {}
 
