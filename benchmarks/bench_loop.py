@@ -90,9 +90,9 @@ def run_round(
     """One fine-tune round; returns its figures and the model it keeps."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        latest = folder / "latest.safetensors"
+        best = folder / "best.safetensors"
         job = fine_tune(model, corrections, settings, checkpoint_dir=folder)
-        snapshots: list[tuple[float, float, Path]] = []  # (seconds, held-out IoU, file)
+        snapshots: list[tuple[float, Path]] = []  # (seconds, the selection then)
         seen = None
         while True:
             try:
@@ -100,24 +100,29 @@ def run_round(
             except StopIteration as stop:
                 outcome = stop.value
                 break
-            if event.info.get("phase") == "validate" and latest.exists():
-                stamp = latest.stat().st_mtime_ns
+            if event.info.get("phase") == "validate" and best.exists():
+                stamp = best.stat().st_mtime_ns
                 if stamp != seen:
                     seen = stamp
                     copy = folder / f"snap{len(snapshots):02d}.safetensors"
-                    shutil.copy(latest, copy)
-                    snapshots.append((float(event.info["elapsed"]), event.info["val_iou"], copy))
-        # What the round keeps when stopped at t: the best held-out score so far (start first).
+                    shutil.copy(best, copy)
+                    snapshots.append((float(event.info["elapsed"]), copy))
+        # What the round keeps when stopped at t: its selection then (the start first).
         at: dict[str, float] = {}
         for limit in CHECKPOINTS:
             done = [s for s in snapshots if s[0] <= limit + 1.0] or snapshots[:1]
-            best = max(done, key=lambda s: (s[1], -s[0]))
-            kept = load_model(best[2])
+            kept = load_model(done[-1][1])
             at[f"{limit:.0f}s"] = float(np.mean([iou(kept, s) for s in unseen]))
     final = float(np.mean([iou(outcome.model, s) for s in unseen]))
+    trained = outcome.trained
     return {
         "model": outcome.model,
         "iou": final,
+        # The best fine-tuned checkpoint, kept or not: what the training taught, gate aside.
+        "trained_iou": None
+        if trained is None
+        else float(np.mean([iou(trained, s) for s in unseen])),
+        "confidence": outcome.confidence,
         "iou_at": at,
         "per_slice": {s.name: iou(outcome.model, s) for s in unseen},
         "held_out_start": outcome.start_score,
@@ -197,6 +202,8 @@ def _row(
         "previous": float(np.mean([zero[n] for n in names])),
         "iou": out["iou"],
         "iou_at": out["iou_at"],
+        "trained_iou": out["trained_iou"],
+        "confidence": out["confidence"],
         "per_slice": out["per_slice"],
         "forest": float(np.mean(list(out["forest"].values()))),
         "held_out_start": out["held_out_start"],
@@ -209,14 +216,18 @@ def _row(
 
 def _print_row(r: dict[str, Any]) -> None:
     at = " | ".join(f"{r['iou_at'][f'{t:.0f}s']:.3f}" for t in CHECKPOINTS)
-    ho = r["held_out_new"]
+    ho, tr, conf = r["held_out_new"], r["trained_iou"], r["confidence"]
     print(
         f"| {r['mode']} | {r['round']} | {'+'.join(r['corrected'])} | {', '.join(r['scored'])} "
-        f"| {r['previous']:.3f} | {at} | **{r['iou']:.3f}** | {r['forest']:.3f} "
-        f"| {r['held_out_start']:.3f} -> {'n/a' if ho is None else f'{ho:.3f}'} "
-        f"({'new' if r['kept_new'] else 'start kept'}) | {r['steps']} | {r['seconds']:.0f} |",
+        f"| {r['previous']:.3f} | {at} | **{r['iou']:.3f}** | {_fmt(tr)} | {r['forest']:.3f} "
+        f"| {r['held_out_start']:.3f} -> {_fmt(ho)} ({'new' if r['kept_new'] else 'start kept'}"
+        f", confidence {_fmt(conf, '.2f')}) | {r['steps']} | {r['seconds']:.0f} |",
         flush=True,
     )
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def summarise(rows: list[dict[str, Any]], zero_mean: float, budget: float) -> bool:
@@ -305,7 +316,10 @@ def _settings(pairs: list[str], budget: float) -> FineTuneSettings:
         key, _, text = pair.partition("=")
         if key not in types:
             raise SystemExit(f"unknown setting {key!r}: choose from {', '.join(types)}")
-        value: Any = json.loads(text) if text not in ("None", "none") else None
+        try:
+            value: Any = json.loads(text) if text not in ("None", "none") else None
+        except json.JSONDecodeError:
+            value = text  # a bare word: a string setting such as trainable=decoder
         setattr(settings, key, value)
     settings.check()
     return settings
@@ -344,9 +358,10 @@ def main() -> int:
     print("zero-shot IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in zero.items()))
     print(
         "\n| mode | round | corrected | scored | previous IoU | 15 s | 30 s | 60 s | final IoU "
-        "| random forest | held-out IoU start -> new (kept) | steps | seconds |"
+        "| best fine-tuned, kept or not | random forest | held-out IoU start -> new (kept) | steps "
+        "| seconds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: list[dict[str, Any]] = []
     for mode in args.modes.split(","):
         rounds = 1 if args.round1_only else 2

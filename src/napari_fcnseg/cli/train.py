@@ -337,5 +337,11 @@ def _fine_tune(
         if outcome.improved
         else f"did not beat the start: {out} holds the starting weights of {args.init}"
     )
+    higher = (outcome.new_score or 0.0) > (outcome.start_score or 0.0)
+    if not outcome.improved and outcome.confidence is not None and higher:
+        verdict += (
+            f" (higher, but in only {outcome.confidence:.0%} of resamples of the held-out "
+            f"blocks; {settings.selection_confidence:.0%} needed)"
+        )
     print(f"held-out IoU: fine-tuned {new}, start {start}: {verdict}")
     return 0

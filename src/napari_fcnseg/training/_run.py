@@ -25,6 +25,7 @@ from ._averaging import WeightAverage
 from ._batchnorm import recalibrate_batchnorm
 from ._validation import validate
 from .config import TrainConfig
+from .evidence import gain_confidence
 from .samples import PreparedSample, TrainingSample
 
 
@@ -51,15 +52,28 @@ class Run:
     trained_iou: float | None = None
     trained_state: dict[str, torch.Tensor] | None = None
     averaging: WeightAverage | None = None
+    #: Per-block counts of the start's validation (with ``validate_start``), for the evidence.
+    start_blocks: np.ndarray | None = None
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def record(self, phase: str, loss: float, scores: dict[str, float], with_crf: bool) -> bool:
-        """Log a validation; keep the weights and save checkpoints; True when it improved."""
+    def record(self, phase: str, loss: float, scores: dict[str, Any], with_crf: bool) -> bool:
+        """Log a validation; keep the weights and save checkpoints; True when it improved.
+
+        A trained checkpoint improves on the selection when its IoU is higher and, with
+        ``selection_confidence``, when its gain over the start is that sure
+        (:func:`.evidence.gain_confidence` over the validation blocks).
+        """
         iou = scores["iou"]
         improved = not math.isnan(iou) and (self.best_iou is None or iou > self.best_iou + 1e-4)
+        confidence = None
+        if phase == "start":
+            self.start_blocks = scores.get("blocks")
+        elif self.start_blocks is not None and self.config.selection_confidence > 0:
+            confidence = gain_confidence(self.start_blocks, scores["blocks"])
+            improved = improved and confidence >= self.config.selection_confidence
         self.history.append(
             {
                 "step": self.step,
@@ -69,6 +83,7 @@ class Run:
                 "val_class_iou": scores["class_iou"],
                 "crf": with_crf,
                 "elapsed": self.elapsed,
+                "confidence": confidence,
             }
         )
         if improved:
@@ -145,6 +160,7 @@ def validate_run(
             run.device,
             tile=run.config.validation_tile,
             with_crf=with_crf,
+            block=config.selection_block if config.selection_confidence > 0 else None,
         )
         name = phase or ("crf" if with_crf else "unet")
         improved = run.record(name, loss, scores, with_crf=with_crf)

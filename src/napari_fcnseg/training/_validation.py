@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from ..core.predict import predict_probabilities
 from ..core.progress import run_to_completion
 from ..model.checkpoint import SegmentationModel
 from ..model.combined import refine_with_model_crf
+from .evidence import block_counts
 from .samples import IGNORE_LABEL, PreparedSample, TrainingSample, sample_axes
 
 
@@ -23,14 +25,17 @@ def validate(
     *,
     tile: int = 1024,
     with_crf: bool = False,
-) -> dict[str, float]:
+    block: int | None = None,
+) -> dict[str, Any]:
     """Mean foreground IoU and mean class IoU over ``samples``, on their annotated pixels.
 
     Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
     normalised exactly as at inference) and, with ``with_crf``, the model's CRF layer. Pixels
-    whose target is :data:`IGNORE_LABEL` are left out. The model is left in eval mode.
+    whose target is :data:`IGNORE_LABEL` are left out. The model is left in eval mode. With
+    ``block``, ``"blocks"`` holds the foreground intersection and union of every ``block``-px
+    block of the annotated pixels (:func:`.evidence.block_counts`, all samples in turn).
     """
-    ious, class_ious = [], []
+    ious, class_ious, blocks = [], [], []
     for sample, prepared in zip(samples, targets, strict=True):
         image = np.asarray(sample.image)
         probs = run_to_completion(
@@ -45,6 +50,9 @@ def validate(
         scores = foreground_scores(prediction[valid], prepared.target[valid])
         ious.append(scores["iou"])
         class_ious.append(scores["class_iou"])
+        if block is not None:
+            blocks.append(block_counts(prediction, prepared.target, valid, block))
+    counts = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.int64)
     if not ious:
-        return {"iou": float("nan"), "class_iou": float("nan")}
-    return {"iou": float(np.mean(ious)), "class_iou": float(np.mean(class_ious))}
+        return {"iou": float("nan"), "class_iou": float("nan"), "blocks": counts}
+    return {"iou": float(np.mean(ious)), "class_iou": float(np.mean(class_ious)), "blocks": counts}

@@ -18,6 +18,9 @@ DEFAULT_MAX_STEPS = 1000
 #: The losses :func:`~.losses.segmentation_loss` computes.
 LOSSES = ("dice_ce", "balanced_ce", "ce")
 SCHEDULES = ("constant", "cosine")
+#: Which weights a run updates: every one, the decoder and head (the encoder runs without
+#: gradients), or only the normalisation layers' scales and shifts and the head.
+TRAINABLE = ("all", "decoder", "norm")
 #: The cosine schedule ends at this fraction of the learning rate.
 COSINE_FLOOR = 0.05
 
@@ -41,12 +44,15 @@ class TrainConfig:
     starting model's statistics and normalises training batches with them (a fine-tune on one or
     two slices: their batch statistics describe a few crops, not the imaging mode). ``l2sp``
     adds ``l2sp * sum((w - w_start) ** 2)`` to the loss, pulling the weights toward the starting
-    model's (L2-SP); ``encoder_lr_factor`` scales the learning rate of the U-Net's encoder.
+    model's (L2-SP); ``encoder_lr_factor`` scales the learning rate of the U-Net's encoder, and
+    ``trainable`` (one of :data:`TRAINABLE`) says which weights are updated at all.
     ``ema_decay`` (e.g. 0.99) validates and returns an exponential moving average of the
     weights, and ``interpolation`` below 1 the weights that far from the start toward the
     trained ones (see :mod:`._averaging`). ``validate_start`` scores the starting weights before
     the first step, so they are candidate zero of the checkpoint selection: the returned model
-    is the start unless a later validation beat it. ``validate_seconds`` also validates whenever
+    is the start unless a later validation beat it; with ``selection_confidence`` above 0, beat
+    it that surely (the share of paired bootstrap resamples of ``selection_block``-px
+    validation blocks in which it scores higher, :mod:`.evidence`). ``validate_seconds`` also validates whenever
     that many seconds passed since the last validation (time budgets, where the step count is
     unknown). ``scale`` sets the trained model's working scale (images resized by it before the
     network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the starting model's.
@@ -78,9 +84,12 @@ class TrainConfig:
     freeze_batchnorm: bool = False
     l2sp: float = 0.0
     encoder_lr_factor: float = 1.0
+    trainable: str = "all"
     ema_decay: float | None = None
     interpolation: float = 1.0
     validate_start: bool = False
+    selection_confidence: float = 0.0
+    selection_block: int = 128
     validate_seconds: float | None = None
     scale: float | None = None
     legacy_elastic: bool = False
@@ -108,6 +117,7 @@ class TrainConfig:
             "crf_batch_size": self.crf_batch_size,
             "crf_crop": self.crf_crop,
             "crf_validate_every": self.crf_validate_every,
+            "selection_block": self.selection_block,
         }
         optional = {
             "epochs": self.epochs,
@@ -126,6 +136,10 @@ class TrainConfig:
             raise InputError(
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
             )
+        if self.trainable not in TRAINABLE:
+            raise InputError(
+                f"unknown trainable {self.trainable!r}: choose one of {', '.join(TRAINABLE)}"
+            )
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.scale is not None:
@@ -136,6 +150,11 @@ class TrainConfig:
             raise InputError("training settings l2sp and encoder_lr_factor must be >= 0")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise InputError(f"training setting ema_decay={self.ema_decay!r} must be in (0, 1)")
+        if not 0.0 <= self.selection_confidence < 1.0:
+            raise InputError(
+                f"training setting selection_confidence={self.selection_confidence!r} must be "
+                "in [0, 1)"
+            )
         if not 0.0 < self.interpolation <= 1.0:
             raise InputError(
                 f"training setting interpolation={self.interpolation!r} must be in (0, 1]"
@@ -156,12 +175,14 @@ class FineTuneSettings:
     ``max_seconds`` bounds the whole round (scoring the start included); ``max_steps``, when
     set, stops it sooner. ``replay_fraction`` of the crops come from replayed samples
     (``replay_count`` of them) when there are any. ``holdout_fraction`` of each slice's
-    ``holdout_block``-px blocks are held out for scoring. The rest are :class:`TrainConfig`'s.
+    ``holdout_block``-px blocks are held out for scoring; a fine-tuned checkpoint replaces the
+    start only when it beats it in ``selection_confidence`` of the paired bootstrap resamples
+    of those blocks (:mod:`.evidence`). The rest are :class:`TrainConfig`'s.
     """
 
     max_seconds: float | None = 60.0
     max_steps: int | None = None
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     crop: int = 128
     batch_size: int = 8
     scale: float | None = None
@@ -169,9 +190,11 @@ class FineTuneSettings:
     replay_count: int = 8
     holdout_block: int = HOLDOUT_BLOCK
     holdout_fraction: float = HOLDOUT_FRACTION
+    selection_confidence: float = 0.9
     freeze_batchnorm: bool = True
     l2sp: float = 0.0
     encoder_lr_factor: float = 1.0
+    trainable: str = "decoder"
     ema_decay: float | None = None
     interpolation: float = 0.5
     schedule: str = "constant"
@@ -219,9 +242,12 @@ class FineTuneSettings:
             recalibrate_batchnorm=not self.freeze_batchnorm,
             l2sp=self.l2sp,
             encoder_lr_factor=self.encoder_lr_factor,
+            trainable=self.trainable,
             ema_decay=self.ema_decay,
             interpolation=self.interpolation,
             validate_start=True,
+            selection_confidence=self.selection_confidence,
+            selection_block=self.holdout_block,
             validate_every=100_000,  # by time instead: validate_seconds
             validate_seconds=self.validate_seconds,
             patience=100_000,  # the budget ends the round; selection keeps the best

@@ -69,6 +69,9 @@ class FineTuneOutcome:
     replayed: int
     candidate: SegmentationModel | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: How sure the gain of ``new_score`` over ``start_score`` is: the share of paired
+    #: bootstrap resamples of the held-out blocks in which it is higher (:mod:`.evidence`).
+    confidence: float | None = None
 
     @property
     def trained(self) -> SegmentationModel | None:
@@ -81,6 +84,12 @@ class FineTuneOutcome:
         if self.new_score is None:
             return f"no fine-tuned checkpoint was scored in the time budget: {old} kept ({start})"
         verdict = f"{new} is now active" if self.improved else f"{old} stays active"
+        higher = self.start_score is None or self.new_score > self.start_score
+        if not self.improved and higher and self.confidence is not None:
+            verdict = (
+                f"not a sure gain (higher in {self.confidence:.0%} of resamples of the held-out "
+                f"blocks), so {verdict}"
+            )
         return (
             f"{new}: {self.new_score:.3f} on your held-out corrections, {old} had {start}: "
             f"{verdict}"
@@ -173,6 +182,7 @@ def fine_tune(
         replayed=len(replayed),
         candidate=result.candidate,
         history=result.history,
+        confidence=result.confidence,
     )
 
 

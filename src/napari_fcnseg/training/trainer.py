@@ -53,6 +53,9 @@ class TrainResult:
     #: (then ``model`` is the start); their validation IoU is ``candidate_val_iou``.
     candidate: SegmentationModel | None = None
     candidate_val_iou: float | None = None
+    #: With ``selection_confidence``: how sure the gain over the start is of the returned
+    #: trained model, else of ``candidate`` (:func:`.evidence.gain_confidence`).
+    confidence: float | None = None
 
     @property
     def improved(self) -> bool:
@@ -202,6 +205,11 @@ def fit(
             detach_crf(net)  # the CRF did not beat the U-Net alone on validation
         net.load_state_dict(run.best_state)
     net.info.provenance = run.describe(run.best_iou, _best_class_iou(run.history, run.best_iou))
+    scored = run.trained_iou if candidate is not None else run.best_iou
+    confidence = next(
+        (h["confidence"] for h in run.history if h["phase"] != "start" and h["val_iou"] == scored),
+        None,
+    )
     return TrainResult(
         _finished(net),
         run.best_iou,
@@ -212,6 +220,7 @@ def fit(
         start_iou,
         candidate,
         run.trained_iou if candidate is not None else None,
+        confidence,
     )
 
 
@@ -236,6 +245,7 @@ def _unet_phase(
     if deadline is not None and config.train_crf and config.crf_steps > 0:
         deadline *= 1.0 - config.crf_time_fraction
     crf_total = config.crf_steps if config.train_crf else 0
+    _set_trainable(net, config.trainable)
     optimizer = torch.optim.Adam(_parameter_groups(net, config), lr=config.learning_rate)
     anchor = _anchor(net) if config.l2sp > 0 else None
     averaging = WeightAverage(net, config.ema_decay, config.interpolation)
@@ -308,7 +318,10 @@ def _unet_phase(
         note=note,
         after_validation=lambda: _train_mode(net, config),
     )
-    stopped = yield from run_loop(run, loop, validation_cost)
+    try:
+        stopped = yield from run_loop(run, loop, validation_cost)
+    finally:
+        _set_trainable(net, "all")  # the returned model (and a CRF phase) has every weight free
     run.averaging = None  # a CRF phase goes on from the raw weights
     return stopped
 
@@ -322,14 +335,35 @@ def _train_mode(net: torch.nn.Module, config: TrainConfig) -> None:
                 module.eval()
 
 
+def _set_trainable(net: torch.nn.Module, trainable: str) -> None:
+    """Let gradients reach only the weights ``trainable`` names (:data:`.config.TRAINABLE`).
+
+    With ``"decoder"`` no encoder weight needs a gradient, so autograd records nothing of the
+    encoder's forward pass and the backward pass stops at the skip connections.
+    """
+    norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.InstanceNorm2d)
+    for module_name, module in net.named_modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            path = f".{module_name}.{name}"
+            if trainable == "decoder":
+                free = ".encoders." not in path
+            elif trainable == "norm":
+                free = isinstance(module, norms) or ".head." in path
+            else:
+                free = True
+            parameter.requires_grad_(free)
+
+
 def _parameter_groups(net: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """Return parameter groups: the encoder at ``encoder_lr_factor`` x the learning rate."""
+    """Return parameter groups of the trainable weights: the encoder at ``encoder_lr_factor``."""
     if config.encoder_lr_factor == 1.0:  # one group, as before the factor existed
-        params = list(net.parameters())
+        params = [p for p in net.parameters() if p.requires_grad]
         return [{"params": params, "lr": config.learning_rate, "initial_lr": config.learning_rate}]
     encoder: list[torch.nn.Parameter] = []
     rest: list[torch.nn.Parameter] = []
     for name, parameter in net.named_parameters():
+        if not parameter.requires_grad:
+            continue
         (encoder if ".encoders." in f".{name}" else rest).append(parameter)
     groups = [
         {"params": rest, "lr": config.learning_rate, "initial_lr": config.learning_rate},

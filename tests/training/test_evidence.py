@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from napari_fcnseg.training.evidence import block_counts, gain_confidence
+
+
+def _square(size=256, inset=40, cut=0):
+    mask = np.zeros((size, size), np.uint8)
+    mask[inset : size - inset, inset : size - inset] = 1
+    if cut:
+        mask[inset : size - inset, inset : inset + cut] = 0  # a sliver missed along one edge
+    return mask
+
+
+def test_block_counts_add_up_to_the_whole_image_and_skip_unannotated_blocks():
+    truth = _square(250)
+    prediction = _square(250, cut=5)
+    valid = np.ones(truth.shape, bool)
+    valid[:, 200:] = False  # the right-hand blocks hold no annotated pixel
+    counts = block_counts(prediction, truth, valid, 64)
+    assert counts.shape == (4 * 4, 2)  # 4 x 4 blocks of 64 px reach the annotated columns
+    inside = valid & ((prediction > 0) | (truth > 0))
+    assert counts[:, 1].sum() == inside.sum()
+    assert counts[:, 0].sum() == (valid & (prediction > 0) & (truth > 0)).sum()
+
+
+def test_a_gain_spread_over_many_blocks_is_sure_and_a_tie_is_not():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((512, 512)) < 0.5).astype(np.uint8)
+    worse = truth.copy()
+    worse[rng.random(truth.shape) < 0.1] = 0  # misses 10% of the foreground in every block
+    valid = np.ones(truth.shape, bool)
+    start = block_counts(worse, truth, valid, 64)
+    better = block_counts(truth, truth, valid, 64)
+    assert gain_confidence(start, better) > 0.99
+    assert gain_confidence(better, start) == 0.0
+    assert gain_confidence(start, start) == 0.0
+
+
+def test_a_gain_in_one_block_of_many_is_not_sure():
+    truth = _square(512, inset=8)
+    valid = np.ones(truth.shape, bool)
+    start_mask = truth.copy()
+    start_mask[8:40, 8:40] = 0  # one corner wrong: one block of 64 differs
+    start = block_counts(start_mask, truth, valid, 64)
+    better = block_counts(truth, truth, valid, 64)
+    # The resamples that miss the one differing block (about (63/64)^64 = 37%) show no gain.
+    assert 0.5 < gain_confidence(start, better) < 0.75
+
+
+def test_gain_confidence_needs_the_same_blocks():
+    assert gain_confidence(np.zeros((0, 2)), np.zeros((0, 2))) == 0.0
+    with pytest.raises(ValueError, match="differ"):
+        gain_confidence(np.zeros((3, 2)), np.zeros((4, 2)))
