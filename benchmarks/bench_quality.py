@@ -14,11 +14,13 @@ scored on 6 other images over time, next to a random forest trained on the same 
 Writes ``docs/images/finetune_brightfield.png``.
 
     python benchmarks/bench_quality.py [--part eggs|finetune|all] [--data DIR]
+        [--tag NAME --set name=value ...]   (a probe of the recipe, egg part)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -60,22 +62,24 @@ def _probabilities(model, image: np.ndarray) -> np.ndarray:
     return run_to_completion(predict_probabilities(model, image, device=DEVICE))
 
 
-def eggs(data: Path, retrain: bool) -> None:
+def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = None) -> None:
     real = egg_recipe.real_egg_samples(data)
-    cache = WORK / "pretrained_seed0.safetensors"
+    cache = WORK / f"pretrained_{tag}.safetensors"
     start = time.perf_counter()
     if cache.exists() and not retrain:
         pretrained = load_model(cache)
         print(f"synthetic pretraining: reused {cache}")
     else:
-        result = run_to_completion(egg_recipe.pretrain_egg_chamber_model(seed=0, device="cpu"))
+        result = run_to_completion(
+            egg_recipe.pretrain_egg_chamber_model(seed=0, device="cpu", changes=changes)
+        )
         pretrained = result.model
         save_model(pretrained, cache, overwrite=True)
         print(f"synthetic pretraining: {time.perf_counter() - start:.0f} s")
     rows = []
     for k, held_out in enumerate(real):
         others = [s for j, s in enumerate(real) if j != k]
-        fold_model = WORK / f"loo_{held_out.name}_seed0.safetensors"
+        fold_model = WORK / f"loo_{held_out.name}_{tag}.safetensors"
         t0 = time.perf_counter()
         reused = fold_model.exists() and not retrain
         if reused:
@@ -84,7 +88,7 @@ def eggs(data: Path, retrain: bool) -> None:
         else:
             model = run_to_completion(
                 egg_recipe.train_egg_chamber_model(
-                    others, seed=0, device="cpu", pretrained=pretrained
+                    others, seed=0, device="cpu", pretrained=pretrained, changes=changes
                 )
             ).model
             save_model(model, fold_model, overwrite=True)
@@ -337,14 +341,31 @@ def main() -> None:
         default=0.5,
         help="working scale of the fine-tuned model (a scale-1 run is added for comparison)",
     )
+    parser.add_argument(
+        "--tag",
+        default="seed0",
+        help="egg part: the stage-1 and fold models are benchmarks/_work/pretrained_TAG and "
+        "loo_SLICE_TAG (cached; the recipe's own: seed0)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="egg part: a training setting of both recipe stages changed (a probe), e.g. "
+        "channel_noise=true; give it a --tag of its own",
+    )
     args = parser.parse_args()
+    changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
+    if changes and args.tag == "seed0":
+        parser.error("--set changes the recipe: give the probe a --tag of its own")
     global DEVICE
     DEVICE = args.device
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"torch threads: {torch.get_num_threads()}")
     if args.part in ("eggs", "all"):
         if args.data.is_dir():
-            eggs(args.data, args.retrain)
+            eggs(args.data, args.retrain, args.tag, changes)
         else:
             print(f"skipping the egg-chamber part: {args.data} is absent")
     if args.part in ("finetune", "all"):

@@ -8,9 +8,9 @@ in between). It also times the CPU side alone (sampling and augmenting one batch
 the step rate on a fast GPU.
 
     python benchmarks/bench_training.py [--device cpu|cuda] [--steps 40] [--threads N]
-        [--batch 4] [--crop 256] [--frozen-bn]
+        [--batch 4] [--crop 256] [--frozen-bn] [--trainable all|decoder|norm]
 
-``--batch 8 --crop 128 --frozen-bn`` times the fine-tune policy's steps
+``--batch 8 --crop 128 --frozen-bn --trainable decoder`` times the fine-tune policy's steps
 (:class:`napari_fcnseg.training.finetune.FineTuneSettings`).
 """
 
@@ -28,6 +28,7 @@ from napari_fcnseg.core.device import resolve_device, training_precision
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import SegmentationModel
 from napari_fcnseg.training.augment import sample_batch
+from napari_fcnseg.training.config import TRAINABLE as TRAINABLE_CHOICES
 from napari_fcnseg.training.samples import TrainingSample, prepare_sample
 from napari_fcnseg.training.synthetic_brightfield import make_brightfield_slice
 from napari_fcnseg.training.trainer import TrainConfig, fit
@@ -48,7 +49,7 @@ def _samples() -> list[TrainingSample]:
     return out
 
 
-BATCH, CROP, FROZEN = 4, 256, False
+BATCH, CROP, FROZEN, TRAINABLE = 4, 256, False, "all"
 
 
 def step_seconds(
@@ -62,6 +63,7 @@ def step_seconds(
         batch_size=BATCH,
         crop=CROP,
         freeze_batchnorm=FROZEN,
+        trainable=TRAINABLE,
         learning_rate=1e-3,
         device=device,
         precision=precision,
@@ -93,7 +95,7 @@ def batch_seconds(samples: list[TrainingSample], repeats: int = 20) -> float:
 
 
 def main() -> None:
-    global BATCH, CROP, FROZEN
+    global BATCH, CROP, FROZEN, TRAINABLE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=40)
@@ -101,8 +103,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--crop", type=int, default=CROP)
     parser.add_argument("--frozen-bn", action="store_true", help="BatchNorm statistics frozen")
+    parser.add_argument("--trainable", choices=TRAINABLE_CHOICES, default=TRAINABLE)
     args = parser.parse_args()
-    BATCH, CROP, FROZEN = args.batch, args.crop, args.frozen_bn
+    BATCH, CROP, FROZEN, TRAINABLE = args.batch, args.crop, args.frozen_bn, args.trainable
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -111,7 +114,8 @@ def main() -> None:
     print(
         f"device: {device.type} ({name}), {os.cpu_count()} CPUs, torch threads "
         f"{torch.get_num_threads()}, torch {torch.__version__}; default U-Net, batch {BATCH}, "
-        f"{CROP}x{CROP} crops{', frozen BatchNorm' if FROZEN else ''}, mean of steps "
+        f"{CROP}x{CROP} crops{', frozen BatchNorm' if FROZEN else ''}, trains {TRAINABLE} "
+        f"weights, mean of steps "
         f"{WARM_UP + 1}-{args.steps}"
     )
     auto = training_precision("auto", device)

@@ -113,7 +113,9 @@ def test_training_defaults_come_from_the_settings():
     helps = {a.option_strings[0]: a.help or "" for a in parser._actions if a.option_strings}
     new, policy = TrainConfig(), FineTuneSettings()
     assert f"the policy's {policy.crop}" in helps["--crop"] and str(new.crop) in helps["--crop"]
-    assert f"the policy's {policy.learning_rate:g}" in helps["--lr"]
+    lr = helps["--lr"]
+    assert f"{policy.learning_rate:g}" in lr and f"{new.learning_rate:g}" in lr
+    assert f"default {policy.trainable}" in helps["--trainable"]
     assert f"with --init {policy.max_seconds:g}" in helps["--max-seconds"]
     args = parser.parse_args(["--data", "d", "--out", "m"])
     assert (args.validate_every, args.patience, args.loss) == (

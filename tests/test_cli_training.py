@@ -137,6 +137,17 @@ def test_train_new_model_then_fine_tune(filled_set, tmp_path, capsys):
     )
     assert load_model(tuned).info.provenance["parent"] == str(out)
     assert load_model(tuned).info.scale == 1.0
+    # The checkpoints record the fine-tune's settings (the output may hold the start's).
+    ran = load_model(tmp_path / "ck" / "latest.safetensors").info.provenance["config"]
+    assert ran["trainable"] == "decoder"  # the policy's default
+    every = tmp_path / "every.safetensors"
+    args = ("--out", every, "--init", out, "--trainable", "all", "--checkpoints", tmp_path / "c2")
+    assert fcnseg("train", "--data", filled_set, *args, *common) == 0
+    ran = load_model(tmp_path / "c2" / "latest.safetensors").info.provenance["config"]
+    assert ran["trainable"] == "all"
+    new = tmp_path / "new.safetensors"
+    assert fcnseg("train", "--data", filled_set, "--out", new, "--trainable", "all", *common) == 2
+    assert "--trainable is for fine-tuning" in capsys.readouterr().err
     halved = tmp_path / "halved.safetensors"
     args = ("--out", halved, "--init", out, "--scale", "0.5", *common)
     assert fcnseg("train", "--data", filled_set, *args) == 0

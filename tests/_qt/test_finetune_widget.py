@@ -47,6 +47,8 @@ def test_finetune_on_a_correction_improves_the_model(
     assert "changed" in finetune.edits.value
     finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
     finetune.seconds.value = 600
+    # An untrained model has nothing in its encoder to keep: every weight learns.
+    finetune.trainable.value = "all"
     run(qtbot, finetune, timeout=120_000)
     store = ModelStore(MODELS.folder)
     assert store.active == "v001", finetune.outcome.value
@@ -76,6 +78,9 @@ def test_settings_follow_the_form(train_dock):
     finetune.steps.value, finetune.learning_rate.value, finetune.seconds.value = 40, 2e-3, 30
     settings = finetune.settings()
     assert settings.max_steps == 40 and settings.learning_rate == 2e-3
+    assert finetune.trainable.value == "decoder"  # the policy's default
+    finetune.trainable.value = "all"
+    assert finetune.settings().trainable == "all"
     assert settings.max_seconds == 30
     finetune.crop.value, finetune.batch.value = 96, 4
     assert (finetune.settings().crop, finetune.settings().batch_size) == (96, 4)

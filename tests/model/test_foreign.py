@@ -20,7 +20,7 @@ from napari_fcnseg.model.checkpoint import load_model, read_model_info
 from tests.helpers import disks
 
 bioimageio_core = pytest.importorskip("bioimageio.core")
-from napari_fcnseg.model.foreign import ForeignModel, UntrustedModelError  # noqa: E402
+from napari_fcnseg.model.foreign import ForeignModel, UntrustedModelError, code_formats  # noqa: E402
 from tests.bioimageio_packages import write_package  # noqa: E402
 
 
@@ -54,6 +54,7 @@ def test_an_onnx_package_segments_as_bioimageio_core_predicts_it(onnx_package):
 
 
 def test_reading_an_onnx_package_describes_it_without_running_it(onnx_package):
+    assert code_formats(onnx_package) == ()  # ONNX runs without asking
     info = read_model_info(onnx_package)
     assert info.in_channels == 3 and info.num_classes == 2
     assert info.architecture["name"] == "bioimageio"
@@ -66,6 +67,7 @@ def test_packages_that_run_their_code_need_trust(tmp_path, weights):
     )
     with pytest.raises(UntrustedModelError, match="--trust-model-code"):
         load_model(package)
+    assert code_formats(package) == (weights,)  # read from the description alone
     model = load_model(package, trust_model_code=True)
     assert model.info.class_names == ["bg", "cell"]
     image = (disks(6).image * 255).astype(np.float32)

@@ -63,3 +63,14 @@ def test_stage_by_stage_equals_one_call(miniature):
     stage1 = _run(recipe.pretrain_egg_chamber_model(seed=0, device="cpu")).model
     staged = recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", pretrained=stage1)
     assert _equal(whole, _run(staged).model)
+
+
+def test_a_probe_changes_both_stages_and_only_when_asked(miniature):
+    changes = {"channel_noise": True, "learning_rate": 1e-4}
+    probe = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", changes=changes))
+    config = probe.model.info.provenance["config"]
+    assert config["channel_noise"] and config["learning_rate"] == 1e-4
+    stage1 = _run(recipe.pretrain_egg_chamber_model(seed=0, device="cpu", changes=changes))
+    assert stage1.model.info.provenance["config"]["channel_noise"]
+    plain = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu")).model
+    assert not plain.info.provenance["config"]["channel_noise"]

@@ -99,6 +99,19 @@ class FineTuneWidget(Container):
             "resize images by this factor before the network (0.5: objects large in pixels; "
             "4x the context and 4x faster); the fine-tuned model keeps it"
         )
+        # Corrections of images the model knows: the decoder; a new imaging mode: every weight.
+        self.trainable = ComboBox(
+            label="train",
+            choices=[
+                ("decoder (corrections)", "decoder"),
+                ("all weights (new kind of image)", "all"),
+            ],
+            value=_POLICY.trainable,
+        )
+        self.trainable.tooltip = (
+            "decoder: learn how you correct, keep what the model sees (the default, safest); "
+            "all weights: for images unlike the model's training data"
+        )
         self.corrected_only = CheckBox(text="learn only near corrected pixels", value=False)
         # The policy's default (off: colour tells classes apart in other imaging modes, and
         # shuffling cost test IoU there; benchmarks/README.md, "Fine-tuning on a new imaging mode").
@@ -131,6 +144,7 @@ class FineTuneWidget(Container):
                 self.crop,
                 self.batch,
                 self.scale,
+                self.trainable,
                 self.corrected_only,
                 self.shuffle_channels,
                 self.device,
@@ -280,6 +294,7 @@ class FineTuneWidget(Container):
             crop=int(self.crop.value),
             scale=float(self.scale.value) or None,
             learning_rate=float(self.learning_rate.value),
+            trainable=str(self.trainable.value),
             corrected_only=bool(self.corrected_only.value),
             channel_permutation=bool(self.shuffle_channels.value),
             device=str(self.device.value),

@@ -20,6 +20,7 @@ from ..training.config import (
     DEFAULT_MAX_STEPS,
     LOSSES,
     SCHEDULES,
+    TRAINABLE,
     FineTuneSettings,
     TrainConfig,
 )
@@ -142,6 +143,13 @@ def add_parser(
         help=f"learning rate; {_defaults(_NEW.learning_rate, _FT.learning_rate)}",
     )
     parser.add_argument(
+        "--trainable",
+        choices=TRAINABLE,
+        help="with --init, the weights that learn: decoder = the decoder and head (corrections "
+        "of images the model already knows), all = every weight (a new imaging mode), norm = "
+        f"normalisation layers and head; default {_FT.trainable}",
+    )
+    parser.add_argument(
         "--loss",
         choices=LOSSES,
         default=_NEW.loss,
@@ -245,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.init is not None:
         return _fine_tune(args, model, train, val, out, names)
+    if args.trainable is not None:
+        raise InputError("--trainable is for fine-tuning (--init MODEL): a new model trains all")
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
@@ -305,6 +315,7 @@ def _fine_tune(
         batch_size=given(args.batch, _FT.batch_size),
         crop=given(args.crop, _FT.crop),
         learning_rate=given(args.lr, _FT.learning_rate),
+        trainable=args.trainable or _FT.trainable,
         schedule=args.schedule or _FT.schedule,
         scale=args.scale,
         corrected_only=args.corrected_only,

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .checkpoint import ModelInfo, SegmentationModel
-from .package import is_bioimageio_package, is_our_package
+from .package import is_bioimageio_package, is_our_package, weight_formats
 
 #: Weight formats run without asking: no code is run and nothing is unpickled.
 SAFE_FORMATS = ("onnx",)
@@ -193,14 +193,15 @@ def code_formats(path: str | os.PathLike[str]) -> tuple[str, ...]:
     """Return the weight formats that would run the package's code, if nothing safer can run.
 
     Empty for our own packages, model files, and packages whose ONNX weights can run here; the
-    caller asks the user before loading with ``trust_model_code`` when this is not empty.
+    caller asks the user before loading with ``trust_model_code`` when this is not empty. Reads
+    only the package's description (fast enough for a form's thread); loading validates it.
     """
     if not is_bioimageio_package(path) or is_our_package(path):
         return ()
-    descr = _describe(Path(path))
-    if getattr(descr.weights, "onnx", None) is not None and _has_onnxruntime():
+    formats = weight_formats(path)
+    if "onnx" in formats and _has_onnxruntime():
         return ()
-    return tuple(f for f in TRUSTED_FORMATS if getattr(descr.weights, f, None) is not None)
+    return tuple(f for f in TRUSTED_FORMATS if f in formats)
 
 
 def _has_onnxruntime() -> bool:

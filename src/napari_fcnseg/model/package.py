@@ -52,6 +52,26 @@ def is_bioimageio_package(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def weight_formats(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Return the weight formats a package's description lists (``weights`` keys), read cheaply.
+
+    Only the description's YAML is parsed (no validation, no ``bioimageio.spec`` import), so a
+    form can ask about trust at once; loading validates the package. Empty when unreadable.
+    """
+    import yaml
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(_DESCRIPTIONS)), None)
+            if name is None:
+                return ()
+            description = yaml.safe_load(archive.read(name))
+    except (zipfile.BadZipFile, OSError, yaml.YAMLError):
+        return ()
+    weights = description.get("weights") if isinstance(description, dict) else None
+    return tuple(str(k) for k, v in weights.items() if v) if isinstance(weights, dict) else ()
+
+
 def is_our_package(path: str | os.PathLike[str]) -> bool:
     """Tell whether the package at ``path`` carries our model file (we exported it)."""
     try:

@@ -52,15 +52,15 @@ class TrainConfig:
     the first step, so they are candidate zero of the checkpoint selection: the returned model
     is the start unless a later validation beat it; with ``selection_confidence`` above 0, beat
     it that surely (the share of paired bootstrap resamples of ``selection_block``-px
-    validation blocks in which it scores higher, :mod:`.evidence`). ``validate_seconds`` also validates whenever
-    that many seconds passed since the last validation (time budgets, where the step count is
-    unknown). ``scale`` sets the trained model's working scale (images resized by it before the
-    network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the starting model's.
-    ``legacy_elastic`` resamples elastic deformations with SciPy as the bundled model's recipe
-    did (10x slower, same distribution). ``appearance`` adds blur and gamma augmentation and
-    ``channel_noise`` sometimes makes one channel a faint, grainy copy of itself (a weak stain
-    stretched by per-channel scaling; :mod:`.augment`). ``crf_*`` settings apply to the joint
-    U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
+    validation blocks in which it scores higher, :mod:`.evidence`). ``validate_seconds`` also
+    validates whenever that many seconds passed since the last validation (time budgets, where
+    the step count is unknown). ``scale`` sets the trained model's working scale (images resized
+    by it before the network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the
+    starting model's. ``legacy_elastic`` resamples elastic deformations with SciPy as the
+    bundled model's recipe did (10x slower, same distribution). ``appearance`` adds blur and
+    gamma augmentation and ``channel_noise`` sometimes makes one channel a faint, grainy copy of
+    itself (a weak stain stretched by per-channel scaling; :mod:`.augment`). ``crf_*`` settings
+    apply to the joint U-Net + CRF phase run after the U-Net phase when ``train_crf`` is set.
     """
 
     epochs: int | None = None

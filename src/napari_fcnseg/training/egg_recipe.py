@@ -12,8 +12,10 @@ about half the crops come from them.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,35 +114,46 @@ def train_egg_chamber_model(
     seed: int = 0,
     device: str = "auto",
     pretrained: SegmentationModel | None = None,
+    changes: Mapping[str, Any] | None = None,
 ) -> Generator[Progress, None, TrainResult]:
-    """Run the recipe (both stages, or only the second from ``pretrained``)."""
+    """Run the recipe (both stages, or only the second from ``pretrained``).
+
+    ``changes`` replaces settings of both stages' :class:`TrainConfig` (probes of the recipe,
+    e.g. ``{"channel_noise": True}``); the shipped model uses none.
+    """
     val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
     synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
     if pretrained is None:
-        result = yield from _pretrain(synthetic, val, seed, device)
+        result = yield from _pretrain(synthetic, val, seed, device, changes)
         pretrained = result.model
     repeats = max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
     mixed = [*synthetic, *(list(real) * repeats)]
-    return (yield from fit(pretrained, mixed, val, finetune_config(seed, device)))
+    config = replace(finetune_config(seed, device), **(changes or {}))
+    return (yield from fit(pretrained, mixed, val, config))
 
 
 def pretrain_egg_chamber_model(
-    seed: int = 0, device: str = "auto"
+    seed: int = 0, device: str = "auto", changes: Mapping[str, Any] | None = None
 ) -> Generator[Progress, None, TrainResult]:
     """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
     val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
-    return (yield from _pretrain(synthetic_egg_samples(SYNTHETIC_TRAIN, seed), val, seed, device))
+    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
+    return (yield from _pretrain(synthetic, val, seed, device, changes))
 
 
 def _pretrain(
-    synthetic: Sequence[TrainingSample], val: Sequence[TrainingSample], seed: int, device: str
+    synthetic: Sequence[TrainingSample],
+    val: Sequence[TrainingSample],
+    seed: int,
+    device: str,
+    changes: Mapping[str, Any] | None,
 ) -> Generator[Progress, None, TrainResult]:
     return (
         yield from fit(
             egg_chamber_model(seed),
             synthetic,
             val,
-            pretrain_config(seed, device),
+            replace(pretrain_config(seed, device), **(changes or {})),
             provenance={"stage": "pretrain on synthetic egg chambers"},
         )
     )
