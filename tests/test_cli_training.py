@@ -199,7 +199,7 @@ def test_train_errors(tmp_path, capsys):
         fcnseg("train", "--data", tmp_path, "--out", tmp_path / "m", "--epochs", "0")
 
 
-def test_fine_tune_says_whether_it_beat_the_start(filled_set, tmp_path, capsys):
+def test_fine_tune_says_whether_it_beat_the_start(filled_set, tmp_path, capsys, monkeypatch):
     start = tmp_path / "start.safetensors"
     common = ("--batch", "2", "--crop", "32", "--device", "cpu")
     assert fcnseg("train", "--data", filled_set, "--out", start, "--max-steps", "30", *common) == 0
@@ -214,6 +214,18 @@ def test_fine_tune_says_whether_it_beat_the_start(filled_set, tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
     provenance = load_model(wrecked).info.provenance
     assert provenance["config"]["validate_start"] and provenance["config"]["freeze_batchnorm"]
+    # A higher held-out score that the bootstrap does not find sure keeps the start too.
+    from napari_fcnseg.training import _run
+
+    monkeypatch.setattr(_run, "gain_confidence", lambda start, candidate: 0.6)
+    barely = tmp_path / "barely.safetensors"  # one step: a start that is easy to beat
+    assert fcnseg("train", "--data", filled_set, "--out", barely, "--max-steps", "1", *common) == 0
+    unsure = tmp_path / "unsure.safetensors"
+    args = ("--init", barely, "--max-steps", "30", "--lr", "5e-3", "--trainable", "all", *common)
+    assert fcnseg("train", "--data", filled_set, "--out", unsure, *args) == 0
+    out = capsys.readouterr().out
+    assert "did not beat the start" in out
+    assert "(higher, but in only 60% of resamples of the held-out blocks; 90% needed)" in out
     with_epochs = ("--init", start, "--epochs", "1", *common)
     assert fcnseg("train", "--data", filled_set, "--out", tmp_path / "e", *with_epochs) == 2
     assert "--max-seconds" in capsys.readouterr().err
