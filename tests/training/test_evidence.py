@@ -52,3 +52,21 @@ def test_gain_confidence_needs_the_same_blocks():
     assert gain_confidence(np.zeros((0, 2)), np.zeros((0, 2))) == 0.0
     with pytest.raises(ValueError, match="differ"):
         gain_confidence(np.zeros((3, 2)), np.zeros((4, 2)))
+
+
+def test_validation_counts_the_blocks_the_hold_out_cuts():
+    import torch
+
+    from napari_fcnseg.training._validation import validate
+    from napari_fcnseg.training.holdout import block_side
+    from napari_fcnseg.training.samples import prepare_sample
+    from tests.helpers import disks, small_model
+
+    model = small_model()
+    sample = disks(0, size=96)
+    target = prepare_sample(sample, 3, model.info.normalization)
+    scores = validate(model, [sample], [target], torch.device("cpu"), block=128)
+    # 128 px blocks on a 96 px slice: the hold-out cuts it into 24 px blocks, 4 x 4 of them.
+    assert block_side((96, 96), 128) == 24
+    assert scores["blocks"].shape == (16, 2)
+    assert scores["blocks"][:, 1].sum() >= (sample.labels > 0).sum()  # the union holds the truth

@@ -14,6 +14,7 @@ from ..core.progress import run_to_completion
 from ..model.checkpoint import SegmentationModel
 from ..model.combined import refine_with_model_crf
 from .evidence import block_counts
+from .holdout import block_side
 from .samples import IGNORE_LABEL, PreparedSample, TrainingSample, sample_axes
 
 
@@ -32,8 +33,9 @@ def validate(
     Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
     normalised exactly as at inference) and, with ``with_crf``, the model's CRF layer. Pixels
     whose target is :data:`IGNORE_LABEL` are left out. The model is left in eval mode. With
-    ``block``, ``"blocks"`` holds the foreground intersection and union of every ``block``-px
-    block of the annotated pixels (:func:`.evidence.block_counts`, all samples in turn).
+    ``block``, ``"blocks"`` holds the foreground intersection and union of every block of the
+    annotated pixels (:func:`.evidence.block_counts`, all samples in turn), ``block`` px or
+    less on small images, as the hold-out cuts them (:func:`.holdout.block_side`).
     """
     ious, class_ious, blocks = [], [], []
     for sample, prepared in zip(samples, targets, strict=True):
@@ -51,7 +53,8 @@ def validate(
         ious.append(scores["iou"])
         class_ious.append(scores["class_iou"])
         if block is not None:
-            blocks.append(block_counts(prediction, prepared.target, valid, block))
+            side = block_side(prepared.target.shape, block)  # the hold-out's blocks
+            blocks.append(block_counts(prediction, prepared.target, valid, side))
     counts = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.int64)
     if not ious:
         return {"iou": float("nan"), "class_iou": float("nan"), "blocks": counts}

@@ -21,6 +21,14 @@ from .config import HOLDOUT_BLOCK, HOLDOUT_FRACTION
 from .samples import IGNORE_LABEL, TrainingSample
 
 
+def block_side(shape: tuple[int, ...], block: int = HOLDOUT_BLOCK) -> int:
+    """Return the side of the hold-out blocks on an image of ``shape`` (Y, X).
+
+    ``block``, smaller on small images: at most a quarter of the shorter side, at least 8 px.
+    """
+    return min(block, max(8, min(shape[:2]) // 4))
+
+
 def holdout_mask(
     labels: np.ndarray,
     *,
@@ -41,7 +49,7 @@ def holdout_mask(
         raise InputError(f"hold-out block {block} must be >= 1 and fraction {fraction} in (0, 1]")
     labels = np.asarray(labels)
     h, w = labels.shape
-    block = min(block, max(8, min(h, w) // 4))
+    block = block_side(labels.shape, block)
     rows, cols = -(-h // block), -(-w // block)
     annotated = np.zeros((rows, cols), dtype=bool)
     foreground = np.zeros((rows, cols), dtype=bool)
