@@ -2,13 +2,17 @@
 
     python scripts/train_default_model.py [--data ../shared/data/drosophila_ovary] [--overwrite]
     python scripts/train_default_model.py --out /tmp/again.safetensors --compare default
+    python scripts/train_default_model.py --structure   # the four-structure variant
 
 Runs the recipe in ``napari_fcnseg.training.egg_recipe`` (synthetic pretraining, then synthetic
-plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU.
-Writes ``src/napari_fcnseg/models/egg_chambers.safetensors``. ``--compare MODEL`` checks the
-new weights tensor by tensor against a model file (``default``: the shipped one) and exits with
-status 1 when they differ. Weights repeat exactly with the same torch version, processor type
-and thread count; elsewhere floating-point rounding may differ (README, "The bundled model").
+plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU. Writes
+``src/napari_fcnseg/models/egg_chambers.safetensors`` (with ``--structure``, the same recipe for
+background / follicle cells / nurse-cell nuclei / nurse-cell cytoplasm:
+``egg_structure.safetensors``, bundled as ``egg-structure`` once it is there). ``--compare
+MODEL`` checks the new weights tensor by tensor against a model file (``default``: the shipped
+one) and exits with status 1 when they differ. Weights repeat exactly with the same torch
+version, processor type and thread count; elsewhere floating-point rounding may differ (README,
+"The bundled model").
 """
 
 from __future__ import annotations
@@ -33,14 +37,22 @@ from napari_fcnseg.training.egg_recipe import (
 from napari_fcnseg.training.trainer import TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "src" / "napari_fcnseg" / "models" / "egg_chambers.safetensors"
+MODELS = ROOT / "src" / "napari_fcnseg" / "models"
+DEFAULT_OUT = MODELS / "egg_chambers.safetensors"
+STRUCTURE_OUT = MODELS / "egg_structure.safetensors"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "drosophila_ovary"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, help=f"default {DEFAULT_OUT.relative_to(ROOT)}")
+    parser.add_argument(
+        "--structure",
+        action="store_true",
+        help="the four tissue structures instead of egg chambers (default out "
+        f"{STRUCTURE_OUT.relative_to(ROOT)})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument(
@@ -61,21 +73,28 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    real = real_egg_samples(args.data)
+    structure = bool(args.structure)
+    out = args.out or (STRUCTURE_OUT if structure else DEFAULT_OUT)
+    real = real_egg_samples(args.data, structure=structure)
     start = time.perf_counter()
     # The two stages one after the other (what train_egg_chamber_model(real) runs in one call),
     # so that the synthetic-only stage can be kept for benchmarks/bench_quality.py.
-    stage1 = _run("synthetic only", pretrain_egg_chamber_model(seed=args.seed, device="cpu"))
+    stage1 = _run(
+        "synthetic only",
+        pretrain_egg_chamber_model(seed=args.seed, device="cpu", structure=structure),
+    )
     if args.stage1:
         save_model(stage1.model, args.stage1, overwrite=True)
     result = _run(
         "synthetic + real",
-        train_egg_chamber_model(real, seed=args.seed, device="cpu", pretrained=stage1.model),
+        train_egg_chamber_model(
+            real, seed=args.seed, device="cpu", pretrained=stage1.model, structure=structure
+        ),
     )
     model = result.model
     model.info.provenance.update(
         {
-            "name": "egg chambers (default)",
+            "name": "egg structure" if structure else "egg chambers (default)",
             "data": "synthetic egg chambers (napari_fcnseg.training.synthetic, seeds 0 and 1000) + "
             "3 confocal slices of Drosophila ovaries (pyImSegm, BSD-3-Clause, (c) Jiri "
             "Borovec; Borovec, Kybic & Nava, MLMI 2017)",
@@ -86,7 +105,7 @@ def main() -> int:
             "licence": "BSD-3-Clause (weights); training data attribution as above",
         }
     )
-    path = save_model(model, args.out, overwrite=args.overwrite)
+    path = save_model(model, out, overwrite=args.overwrite)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB), validation IoU on synthetic "
         f"slices {result.best_val_iou:.3f}, {time.perf_counter() - start:.0f} s"

@@ -1,5 +1,6 @@
 """The bundled model's recipe: its settings, and that a re-run repeats it exactly."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,16 @@ def test_a_probe_changes_both_stages_and_only_when_asked(miniature):
     assert stage1.model.info.provenance["config"]["channel_noise"]
     plain = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu")).model
     assert not plain.info.provenance["config"]["channel_noise"]
+
+
+def test_the_structure_variant_keeps_the_four_classes(miniature):
+    model = recipe.egg_chamber_model(0, structure=True)
+    assert model.info.class_names == recipe.STRUCTURE_CLASS_NAMES and model.info.num_classes == 4
+    synthetic = recipe.synthetic_egg_samples(2, seed=0, structure=True)
+    eggs = recipe.synthetic_egg_samples(2, seed=0)
+    assert {int(v) for s in synthetic for v in np.unique(s.labels)} <= {0, 1, 2, 3}
+    assert max(int(s.labels.max()) for s in synthetic) > 1  # the inner structures are there
+    for four, two in zip(synthetic, eggs):  # the same slices: egg = any structure
+        assert np.array_equal(four.labels > 0, two.labels > 0)
+    result = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", structure=True))
+    assert result.model.info.class_names == recipe.STRUCTURE_CLASS_NAMES

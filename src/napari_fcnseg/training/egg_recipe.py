@@ -1,4 +1,4 @@
-"""The recipe of the bundled egg-chamber model: data, network and training settings.
+"""The recipe of the bundled egg-chamber models: data, network and training settings.
 
 ``scripts/train_default_model.py`` (the shipped model) and ``benchmarks/bench_quality.py``
 (leave-one-out figures) both build on these functions, so the benchmark measures the recipe the
@@ -7,6 +7,11 @@ shipped model was made with.
 Schedule: the network is first trained on synthetic egg chambers only (``PRETRAIN_STEPS``), then
 on synthetic plus real annotated slices (``FINETUNE_STEPS``), the real slices repeated so that
 about half the crops come from them.
+
+``structure=True`` is the same recipe for the four tissue structures (background, follicle
+cells, nurse-cell nuclei, nurse-cell cytoplasm; :data:`STRUCTURE_CLASS_NAMES`, numbered as the
+real ``annot_struct`` files and the synthetic generator number them) instead of background /
+egg chamber.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import torch
 from ..core.progress import Progress
 from ..model.checkpoint import SegmentationModel
 from .samples import TrainingSample
-from .synthetic import make_egg_chamber_slice
+from .synthetic import CLASS_NAMES, make_egg_chamber_slice
 from .trainer import TrainConfig, TrainResult, fit
 
 EGG_CLASS_NAMES = ["background", "egg chamber"]
+#: The four structures of the ``structure`` variant, numbered as in ``annot_struct``.
+STRUCTURE_CLASS_NAMES = list(CLASS_NAMES)
 SYNTHETIC_SHAPE = (512, 768)
 SYNTHETIC_TRAIN = 24
 SYNTHETIC_VAL = 4
@@ -35,19 +42,26 @@ FINETUNE_STEPS = 300
 REAL_NAMES = ("insitu4174", "insitu7331", "insitu7544")
 
 
-def egg_chamber_model(seed: int = 0) -> SegmentationModel:
+def egg_chamber_model(seed: int = 0, *, structure: bool = False) -> SegmentationModel:
     """Build a new default-size U-Net for egg chambers (depth 4, 16 base features, RGB).
 
     The initial weights are drawn from ``seed`` (the global torch generator is left as it was),
-    so that a re-run of the recipe starts from the same network.
+    so that a re-run of the recipe starts from the same network. ``structure``: four classes
+    (:data:`STRUCTURE_CLASS_NAMES`) instead of two.
     """
+    classes = STRUCTURE_CLASS_NAMES if structure else EGG_CLASS_NAMES
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SegmentationModel.create(EGG_CLASS_NAMES, 3, depth=4, base_features=16)
+        return SegmentationModel.create(classes, 3, depth=4, base_features=16)
+
+
+def _labels(structures: np.ndarray, structure: bool) -> np.ndarray:
+    """Return the recipe's labels of a four-structure label image: as they are, or egg (> 0)."""
+    return structures.astype(np.uint8) if structure else (structures > 0).astype(np.uint8)
 
 
 def synthetic_egg_samples(
-    count: int, seed: int, shape: tuple[int, int] | None = None
+    count: int, seed: int, shape: tuple[int, int] | None = None, *, structure: bool = False
 ) -> list[TrainingSample]:
     """``count`` synthetic RGB slices (``shape``, default :data:`SYNTHETIC_SHAPE`) with labels."""
     shape = shape or SYNTHETIC_SHAPE
@@ -56,13 +70,13 @@ def synthetic_egg_samples(
     for i in range(count):
         image, labels = make_egg_chamber_slice(shape, rng=rng)
         samples.append(
-            TrainingSample(image, (labels > 0).astype(np.uint8), name=f"synthetic-{seed}-{i}")
+            TrainingSample(image, _labels(labels, structure), name=f"synthetic-{seed}-{i}")
         )
     return samples
 
 
 def real_egg_samples(
-    folder: str | os.PathLike[str], names: Sequence[str] = REAL_NAMES
+    folder: str | os.PathLike[str], names: Sequence[str] = REAL_NAMES, *, structure: bool = False
 ) -> list[TrainingSample]:
     """Read the shared drosophila-ovary slices (``image/NAME.jpg``, ``annot_struct/NAME.png``)."""
     from skimage import io as skio
@@ -71,7 +85,7 @@ def real_egg_samples(
     return [
         TrainingSample(
             np.asarray(skio.imread(folder / "image" / f"{name}.jpg")),
-            (np.asarray(skio.imread(folder / "annot_struct" / f"{name}.png")) > 0).astype(np.uint8),
+            _labels(np.asarray(skio.imread(folder / "annot_struct" / f"{name}.png")), structure),
             name=name,
         )
         for name in names
@@ -115,16 +129,18 @@ def train_egg_chamber_model(
     device: str = "auto",
     pretrained: SegmentationModel | None = None,
     changes: Mapping[str, Any] | None = None,
+    structure: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the recipe (both stages, or only the second from ``pretrained``).
 
     ``changes`` replaces settings of both stages' :class:`TrainConfig` (probes of the recipe,
-    e.g. ``{"channel_noise": True}``); the shipped model uses none.
+    e.g. ``{"channel_noise": True}``); the shipped model uses none. ``structure``: the
+    four-structure variant (``real`` must then hold the four classes too).
     """
-    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
-    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
+    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000, structure=structure)
+    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed, structure=structure)
     if pretrained is None:
-        result = yield from _pretrain(synthetic, val, seed, device, changes)
+        result = yield from _pretrain(synthetic, val, seed, device, changes, structure)
         pretrained = result.model
     repeats = max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
     mixed = [*synthetic, *(list(real) * repeats)]
@@ -133,12 +149,16 @@ def train_egg_chamber_model(
 
 
 def pretrain_egg_chamber_model(
-    seed: int = 0, device: str = "auto", changes: Mapping[str, Any] | None = None
+    seed: int = 0,
+    device: str = "auto",
+    changes: Mapping[str, Any] | None = None,
+    *,
+    structure: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
-    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000)
-    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed)
-    return (yield from _pretrain(synthetic, val, seed, device, changes))
+    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000, structure=structure)
+    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed, structure=structure)
+    return (yield from _pretrain(synthetic, val, seed, device, changes, structure))
 
 
 def _pretrain(
@@ -147,10 +167,11 @@ def _pretrain(
     seed: int,
     device: str,
     changes: Mapping[str, Any] | None,
+    structure: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     return (
         yield from fit(
-            egg_chamber_model(seed),
+            egg_chamber_model(seed, structure=structure),
             synthetic,
             val,
             replace(pretrain_config(seed, device), **(changes or {})),
