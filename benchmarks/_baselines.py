@@ -31,6 +31,10 @@ def features(image: np.ndarray) -> np.ndarray:
     )
 
 
+#: :func:`features` under a name the methods' ``features`` arguments do not hide.
+_compute_features = features
+
+
 class RandomForestBaseline:
     """Random forest (50 trees) on multiscale intensity, edge and texture features."""
 
@@ -58,7 +62,7 @@ class RandomForestBaseline:
         start = time.perf_counter()
         xs, ys = [], []
         for k, (image, mask) in enumerate(zip(images, masks)):
-            feats = features[k] if features is not None else features(image)
+            feats = features[k] if features is not None else _compute_features(image)
             feats = feats.reshape(-1, feats.shape[-1])
             flat = mask.reshape(-1).astype(np.uint8)
             where = (
@@ -74,9 +78,10 @@ class RandomForestBaseline:
         return self
 
     def predict(self, image: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        feats = features(image) if features is None else features
-        return (
-            self.forest.predict(feats.reshape(-1, feats.shape[-1]))
-            .reshape(image.shape[:2])
-            .astype(bool)
-        )
+        """Return the foreground mask (any label > 0)."""
+        return self.predict_labels(image, features) > 0
+
+    def predict_labels(self, image: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Return the label image (the classes it was trained on)."""
+        feats = _compute_features(image) if features is None else features
+        return self.forest.predict(feats.reshape(-1, feats.shape[-1])).reshape(image.shape[:2])

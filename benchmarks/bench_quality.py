@@ -6,6 +6,11 @@ pretraining, then synthetic + the two other real slices) trains a U-Net that nev
 it is scored without and with "Refine with CRF" (default parameters), next to Otsu (+ closing and
 hole filling) and a random forest on multiscale features trained on the same two real slices.
 
+Part ``structure``: the same for the four-structure variant of the recipe (background,
+follicle cells, nurse-cell nuclei, nurse-cell cytoplasm): per-class F1 and IoU of the
+synthetic-only stage and of the recipe's folds, next to a random forest trained on the other
+two slices (``--skip-folds``: without the folds).
+
 Part ``finetune``: a new imaging mode (synthetic H&E-like bright field). The bundled model is
 fine-tuned on 3 annotated images for at most 120 s on this machine, on whole images and on
 simulated corrections only (the pixels the default model got wrong, as a person would paint
@@ -13,7 +18,7 @@ them), at a working scale of 0.5 (``--scale``; one more run at scale 1 for compa
 scored on 6 other images over time, next to a random forest trained on the same 3.
 Writes ``docs/images/finetune_brightfield.png``.
 
-    python benchmarks/bench_quality.py [--part eggs|finetune|all] [--data DIR]
+    python benchmarks/bench_quality.py [--part eggs|structure|finetune|all] [--data DIR]
         [--tag NAME --set name=value ...]   (a probe of the recipe, egg part)
 """
 
@@ -136,6 +141,74 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         f"random forest {np.mean([r['forest_s'] for r in rows]):.0f} s, CRF "
         f"{np.mean([r['crf_s'] for r in rows]):.2f} s per slice"
     )
+
+
+def _class_scores(prediction: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, list]:
+    """Per-class IoU and F1 (Dice) over all pixels of one slice."""
+    ious, f1s = [], []
+    for c in range(classes):
+        p, t = prediction == c, truth == c
+        inter, total = np.logical_and(p, t).sum(), p.sum() + t.sum()
+        union = total - inter
+        ious.append(float(inter / union) if union else 1.0)
+        f1s.append(float(2 * inter / total) if total else 1.0)
+    return {"iou": ious, "f1": f1s}
+
+
+def structure(data: Path, retrain: bool, folds: bool) -> None:
+    """Leave-one-out per-class IoU and F1 of the four-structure recipe, next to a forest."""
+    names = egg_recipe.STRUCTURE_CLASS_NAMES
+    real = egg_recipe.real_egg_samples(data, structure=True)
+    cache = WORK / "pretrained_structure_seed0.safetensors"
+    if cache.exists() and not retrain:
+        stage1 = load_model(cache)
+        print(f"synthetic pretraining (four structures): reused {cache}")
+    else:
+        t0 = time.perf_counter()
+        job = egg_recipe.pretrain_egg_chamber_model(seed=0, device="cpu", structure=True)
+        stage1 = run_to_completion(job).model
+        save_model(stage1, cache, overwrite=True)
+        print(f"synthetic pretraining (four structures): {time.perf_counter() - t0:.0f} s")
+    rows: list[tuple[str, str, dict[str, list]]] = []
+    for k, held_out in enumerate(real):
+        others = [s for j, s in enumerate(real) if j != k]
+        forest = RandomForestBaseline().fit([s.image for s in others], [s.labels for s in others])
+        predicted = forest.predict_labels(held_out.image)
+        rows.append((held_out.name, "random forest", _class_scores(predicted, held_out.labels, 4)))
+        synthetic = _probabilities(stage1, held_out.image).argmax(0)
+        scores = _class_scores(synthetic, held_out.labels, 4)
+        rows.append((held_out.name, "U-Net, synthetic only", scores))
+        if not folds:
+            continue
+        fold_model = WORK / f"loo_structure_{held_out.name}_seed0.safetensors"
+        if fold_model.exists() and not retrain:
+            model = load_model(fold_model)
+        else:
+            job = egg_recipe.train_egg_chamber_model(
+                others, seed=0, device="cpu", pretrained=stage1, structure=True
+            )
+            model = run_to_completion(job).model
+            save_model(model, fold_model, overwrite=True)
+        predicted = _probabilities(model, held_out.image).argmax(0)
+        rows.append(
+            (held_out.name, "U-Net, the recipe", _class_scores(predicted, held_out.labels, 4))
+        )
+    print(
+        "\nFour structures, leave-one-out on the shared real slices (each model and forest never "
+        "saw the slice it is scored on): per-class F1 (Dice), mean F1 and mean IoU"
+    )
+    print(f"| slice | method | {' | '.join(f'{n} F1' for n in names)} | mean F1 | mean IoU |")
+    print("|---|---|" + "---|" * (len(names) + 2))
+    for name, method, scores in rows:
+        f1 = " | ".join(f"{v:.3f}" for v in scores["f1"])
+        print(
+            f"| {name} | {method} | {f1} | {np.mean(scores['f1']):.3f} | "
+            f"{np.mean(scores['iou']):.3f} |"
+        )
+    for method in dict.fromkeys(m for _, m, _ in rows):
+        chosen = [sc for _, m, sc in rows if m == method]
+        mean_f1 = np.mean([np.mean(sc["f1"]) for sc in chosen])
+        print(f"mean over the slices, {method}: F1 {mean_f1:.3f}")
 
 
 def _brightfield(seeds: range) -> list[TrainingSample]:
@@ -321,7 +394,12 @@ def _plot(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["eggs", "finetune", "all"], default="all")
+    parser.add_argument("--part", choices=["eggs", "structure", "finetune", "all"], default="all")
+    parser.add_argument(
+        "--skip-folds",
+        action="store_true",
+        help="structure part: only the synthetic-only stage and the forest (no stage-2 folds)",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument(
         "--retrain",
@@ -368,6 +446,11 @@ def main() -> None:
             eggs(args.data, args.retrain, args.tag, changes)
         else:
             print(f"skipping the egg-chamber part: {args.data} is absent")
+    if args.part in ("structure", "all"):
+        if args.data.is_dir():
+            structure(args.data, args.retrain, folds=not args.skip_folds)
+        else:
+            print(f"skipping the structure part: {args.data} is absent")
     if args.part in ("finetune", "all"):
         finetune(args.budget, args.crop, args.batch, args.validate_every, args.scale)
 
