@@ -37,15 +37,25 @@ def test_a_gain_spread_over_many_blocks_is_sure_and_a_tie_is_not():
     assert gain_confidence(start, start) == 0.0
 
 
-def test_a_gain_in_one_block_of_many_is_not_sure():
+def test_a_gain_in_one_block_and_a_loss_in_another_is_not_sure():
     truth = _square(512, inset=8)
     valid = np.ones(truth.shape, bool)
-    start_mask = truth.copy()
-    start_mask[8:40, 8:40] = 0  # one corner wrong: one block of 64 differs
+    start_mask, candidate_mask = truth.copy(), truth.copy()
+    start_mask[8:40, 8:40] = 0  # the start misses one corner ...
+    candidate_mask[472:504, 476:504] = 0  # ... the candidate a slightly smaller other one
     start = block_counts(start_mask, truth, valid, 64)
-    better = block_counts(truth, truth, valid, 64)
-    # The resamples that miss the one differing block (about (63/64)^64 = 37%) show no gain.
-    assert 0.5 < gain_confidence(start, better) < 0.75
+    candidate = block_counts(candidate_mask, truth, valid, 64)
+    # Higher pooled IoU, but the resamples that hold only one of the two blocks disagree.
+    assert 0.4 < gain_confidence(start, candidate) < 0.8
+
+
+def test_blocks_where_both_models_agree_neither_help_nor_hide_a_gain():
+    truth = _square(256, inset=100)  # foreground in the middle blocks only
+    valid = np.ones(truth.shape, bool)
+    start = block_counts(np.zeros_like(truth), truth, valid, 64)  # finds nothing
+    candidate = block_counts(truth, truth, valid, 64)
+    # Most blocks are background that both leave empty: every resample that differs is a gain.
+    assert gain_confidence(start, candidate) == 1.0
 
 
 def test_gain_confidence_needs_the_same_blocks():

@@ -6,8 +6,11 @@ such a round made the two other slices 0.04-0.05 worse (``benchmarks/README.md``
 correction loop"). So the selection asks for evidence: the validation pixels are cut into
 square blocks, each block's intersection and union are counted for both models, and the blocks
 are resampled with replacement (both models on the same resampled blocks: a paired bootstrap).
-The share of resamples in which the candidate's pooled IoU beats the start's is the
-*confidence* of the gain; a checkpoint replaces the start only above a threshold.
+Of the resamples in which the two models score differently, the share in which the
+candidate's pooled IoU is the higher is the *confidence* of the gain; a checkpoint replaces
+the start only above a threshold. Resamples in which they tie (e.g. only background blocks
+that both leave empty) say nothing either way and are left out: on a small correction with a
+handful of blocks they would otherwise hide a plain gain.
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ def block_counts(
 def gain_confidence(
     start: np.ndarray, candidate: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> float:
-    """Share of paired bootstrap resamples in which ``candidate``'s pooled IoU beats ``start``'s.
+    """Share of the paired bootstrap resamples where ``candidate``'s pooled IoU beats ``start``'s.
 
-    Both are :func:`block_counts` of the same blocks (same order). Returns 0.0 when there is
-    no block, and when no resample has any foreground (nothing to tell the models apart).
+    Both are :func:`block_counts` of the same blocks (same order). Only resamples in which the
+    two differ count. Returns 0.0 when there is no block or no resample tells them apart.
     """
     start = np.asarray(start, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
@@ -62,6 +65,7 @@ def gain_confidence(
     with np.errstate(invalid="ignore", divide="ignore"):
         iou_s = sums_s[:, 0] / sums_s[:, 1]
         iou_c = sums_c[:, 0] / sums_c[:, 1]
-    scored = (sums_s[:, 1] > 0) | (sums_c[:, 1] > 0)
-    better = np.nan_to_num(iou_c, nan=1.0) > np.nan_to_num(iou_s, nan=1.0)
-    return float(np.count_nonzero(better & scored) / resamples)
+    iou_c, iou_s = np.nan_to_num(iou_c, nan=1.0), np.nan_to_num(iou_s, nan=1.0)
+    better = np.count_nonzero(iou_c > iou_s)
+    differ = better + np.count_nonzero(iou_c < iou_s)
+    return float(better / differ) if differ else 0.0
