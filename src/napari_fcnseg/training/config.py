@@ -52,7 +52,8 @@ class TrainConfig:
     the first step, so they are candidate zero of the checkpoint selection: the returned model
     is the start unless a later validation beat it; with ``selection_confidence`` above 0, beat
     it that surely (the share of paired bootstrap resamples of ``selection_block``-px
-    validation blocks in which it scores higher, :mod:`.evidence`). ``validate_seconds`` also
+    validation blocks, of those that tell the two apart, in which it scores higher;
+    :mod:`.evidence`). ``validate_seconds`` also
     validates whenever that many seconds passed since the last validation (time budgets, where
     the step count is unknown). ``scale`` sets the trained model's working scale (images resized
     by it before the network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the
@@ -177,7 +178,8 @@ class FineTuneSettings:
     (``replay_count`` of them) when there are any. ``holdout_fraction`` of each slice's
     ``holdout_block``-px blocks are held out for scoring; a fine-tuned checkpoint replaces the
     start only when it beats it in ``selection_confidence`` of the paired bootstrap resamples
-    of those blocks (:mod:`.evidence`). The rest are :class:`TrainConfig`'s.
+    of those blocks that tell the two apart (:mod:`.evidence`). The rest are
+    :class:`TrainConfig`'s.
     """
 
     max_seconds: float | None = 60.0

@@ -8,7 +8,7 @@ One round, as the **Fine-tune** form and ``fcnseg train --init`` run it (:func:`
    training data (:mod:`.replay`), so the network does not forget what it knew.
 3. The starting model is scored on the held-out pixels first: it is candidate zero of the
    checkpoint selection. A fine-tuned checkpoint replaces it only when it scores higher there
-   *surely*: in 90% of the paired bootstrap resamples of the held-out blocks
+   *surely*: in 90% of the paired bootstrap resamples of the held-out blocks that tell them apart
    (:mod:`.evidence`); a gain of a few thousandths on a dozen blocks is luck as often as not.
    Otherwise the start is kept and the best fine-tuned weights are offered beside it.
 4. Only the decoder and the head learn (``trainable="decoder"``); the encoder runs without
