@@ -1,9 +1,9 @@
 """Is a fine-tuned checkpoint really better than the start? A paired bootstrap over blocks.
 
 A fine-tune on one corrected slice is scored on a dozen held-out blocks of that slice. A gain
-of +0.008 IoU there can be the luck of which blocks were held out: on the shared real slices
-such a round made the two other slices 0.04-0.05 worse (``benchmarks/README.md``, "The
-correction loop"). So the selection asks for evidence: the validation pixels are cut into
+of a few thousandths there can be the luck of which blocks were held out, and on the shared
+real slices such a round made the other slices clearly worse (``benchmarks/README.md``, "The
+correction loop", "On a CPU without bfloat16"). So the selection asks for evidence: the validation pixels are cut into
 square blocks, each block's intersection and union are counted for both models, and the blocks
 are resampled with replacement (both models on the same resampled blocks: a paired bootstrap).
 Of the resamples in which the two models score differently, the share in which the
