@@ -1,11 +1,12 @@
 """Is a fine-tuned checkpoint really better than the start? A paired bootstrap over blocks.
 
-A fine-tune on one corrected slice is scored on a dozen held-out blocks of that slice. A gain
-of a few thousandths there can be the luck of which blocks were held out, and on the shared
-real slices such a round made the other slices clearly worse (``benchmarks/README.md``, "The
-correction loop", "On a CPU without bfloat16"). So the selection asks for evidence: the validation pixels are cut into
-square blocks, each block's intersection and union are counted for both models, and the blocks
-are resampled with replacement (both models on the same resampled blocks: a paired bootstrap).
+A fine-tune on one corrected slice is scored on a dozen held-out blocks of that slice. A gain of
+a few thousandths there can be the luck of which blocks were held out, and on the shared real
+slices such a round made the other slices clearly worse (``benchmarks/README.md``, "The
+correction loop", "On a CPU without bfloat16"). So the selection asks for evidence: the
+validation pixels are cut into square blocks, each block's intersection and union are counted
+for both models, and the blocks are resampled with replacement (both models on the same
+resampled blocks: a paired bootstrap).
 Of the resamples in which the two models score differently, the share in which the
 candidate's pooled IoU is the higher is the *confidence* of the gain; a checkpoint replaces
 the start only above a threshold. Resamples in which they tie (e.g. only background blocks
