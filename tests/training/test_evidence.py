@@ -80,3 +80,44 @@ def test_validation_counts_the_blocks_the_hold_out_cuts():
     assert block_side((96, 96), 128) == 24
     assert scores["blocks"].shape == (16, 2)
     assert scores["blocks"][:, 1].sum() >= (sample.labels > 0).sum()  # the union holds the truth
+
+
+def test_class_counts_need_the_same_class_and_match_the_foreground_for_two():
+    truth = np.zeros((128, 128), np.uint8)
+    truth[20:100, 20:60], truth[20:100, 60:100] = 1, 2
+    swapped = np.where(truth > 0, 3 - truth, 0).astype(np.uint8)  # right place, wrong classes
+    valid = np.ones(truth.shape, bool)
+    fg = block_counts(swapped, truth, valid, 64)
+    by_class = block_counts(swapped, truth, valid, 64, classes=True)
+    assert fg[:, 0].sum() == (truth > 0).sum()  # the foreground alone looks perfect
+    assert by_class[:, 0].sum() == 0  # no pixel has the right class
+    assert by_class[:, 1].sum() == 2 * (truth > 0).sum()
+    binary = (truth > 0).astype(np.uint8)
+    shifted = np.roll(binary, 7, axis=1)
+    np.testing.assert_array_equal(
+        block_counts(shifted, binary, valid, 64, classes=True),
+        block_counts(shifted, binary, valid, 64),
+    )
+
+
+def test_a_model_of_more_classes_is_validated_by_its_class_iou():
+    import torch
+
+    from napari_fcnseg.training._validation import validate
+    from napari_fcnseg.training.samples import TrainingSample, prepare_sample
+    from tests.helpers import make_tiny_model
+
+    model = make_tiny_model(num_classes=3)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (64, 64)).astype(np.uint8)
+    sample = TrainingSample(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), labels)
+    target = prepare_sample(sample, 3, model.info.normalization)
+    scores = validate(model, [sample], [target], torch.device("cpu"), block=32)
+    assert scores["iou"] == scores["class_iou"]
+    counts = scores["blocks"]
+    with torch.no_grad():
+        from napari_fcnseg.core.predict import predict_probabilities
+        from napari_fcnseg.core.progress import run_to_completion
+
+        prediction = run_to_completion(predict_probabilities(model, sample.image)).argmax(0)
+    assert counts[:, 0].sum() == ((prediction == labels) & (labels > 0)).sum()

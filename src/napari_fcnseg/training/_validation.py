@@ -28,15 +28,19 @@ def validate(
     with_crf: bool = False,
     block: int | None = None,
 ) -> dict[str, Any]:
-    """Mean foreground IoU and mean class IoU over ``samples``, on their annotated pixels.
+    """Mean IoU and mean class IoU over ``samples``, on their annotated pixels.
 
-    Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
+    ``"iou"`` is the score checkpoints are selected by: the foreground IoU for a model of two
+    classes; for more classes, the mean IoU of the classes above background (foreground alone
+    would prefer a model that finds the egg chambers but mixes up their structures). Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
     normalised exactly as at inference) and, with ``with_crf``, the model's CRF layer. Pixels
     whose target is :data:`IGNORE_LABEL` are left out. The model is left in eval mode. With
     ``block``, ``"blocks"`` holds the foreground intersection and union of every block of the
-    annotated pixels (:func:`.evidence.block_counts`, all samples in turn), ``block`` px or
-    less on small images, as the hold-out cuts them (:func:`.holdout.block_side`).
+    annotated pixels (:func:`.evidence.block_counts`, all samples in turn; summed over the
+    classes for more than two), ``block`` px or less on small images, as the hold-out cuts them
+    (:func:`.holdout.block_side`).
     """
+    classes = model.info.num_classes > 2
     ious, class_ious, blocks = [], [], []
     for sample, prepared in zip(samples, targets, strict=True):
         image = np.asarray(sample.image)
@@ -50,11 +54,11 @@ def validate(
         if not valid.any():
             continue
         scores = foreground_scores(prediction[valid], prepared.target[valid])
-        ious.append(scores["iou"])
+        ious.append(scores["class_iou"] if classes else scores["iou"])
         class_ious.append(scores["class_iou"])
         if block is not None:
             side = block_side(prepared.target.shape, block)  # the hold-out's blocks
-            blocks.append(block_counts(prediction, prepared.target, valid, side))
+            blocks.append(block_counts(prediction, prepared.target, valid, side, classes=classes))
     counts = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.int64)
     if not ious:
         return {"iou": float("nan"), "class_iou": float("nan"), "blocks": counts}

@@ -23,16 +23,25 @@ RESAMPLES = 2000
 
 
 def block_counts(
-    prediction: np.ndarray, target: np.ndarray, valid: np.ndarray, block: int
+    prediction: np.ndarray,
+    target: np.ndarray,
+    valid: np.ndarray,
+    block: int,
+    *,
+    classes: bool = False,
 ) -> np.ndarray:
     """Return (intersection, union) of the foreground per ``block``-px block, shaped (n, 2).
 
     ``prediction`` and ``target`` are foreground masks (or label images: > 0 is foreground),
-    ``valid`` marks the annotated pixels; blocks without annotated pixels are left out.
+    ``valid`` marks the annotated pixels; blocks without annotated pixels are left out. With
+    ``classes``, they are label images and the counts are summed over the classes above 0
+    (a pixel intersects only where both name the same class), so that the pooled ratio is a
+    class IoU; with two classes this is the foreground count.
     """
     h, w = target.shape
-    pred = (np.asarray(prediction) > 0) & valid
-    true = (np.asarray(target) > 0) & valid
+    prediction, target = np.asarray(prediction), np.asarray(target)
+    pred = (prediction > 0) & valid
+    true = (target > 0) & valid
     rows, cols = -(-h // block), -(-w // block)
     padding = ((0, rows * block - h), (0, cols * block - w))
 
@@ -41,7 +50,12 @@ def block_counts(
         return padded.reshape(rows, block, cols, block).sum(axis=(1, 3), dtype=np.int64).ravel()
 
     annotated = per_block(valid) > 0
-    counts = np.stack([per_block(pred & true), per_block(pred | true)], axis=1)
+    if classes:
+        # sum over c of |P=c or T=c| is |P>0| + |T>0| - sum over c of |P=c and T=c|
+        same = per_block(true & (prediction == target))
+        counts = np.stack([same, per_block(pred) + per_block(true) - same], axis=1)
+    else:
+        counts = np.stack([per_block(pred & true), per_block(pred | true)], axis=1)
     return counts[annotated]
 
 
