@@ -32,7 +32,9 @@ def validate(
 
     ``"iou"`` is the score checkpoints are selected by: the foreground IoU for a model of two
     classes; for more classes, the mean IoU of the classes above background (foreground alone
-    would prefer a model that finds the egg chambers but mixes up their structures). Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
+    would prefer a model that finds the egg chambers but mixes up their structures).
+
+    Each image goes through :func:`~napari_fcnseg.core.predict.predict_probabilities` (so it is
     normalised exactly as at inference) and, with ``with_crf``, the model's CRF layer. Pixels
     whose target is :data:`IGNORE_LABEL` are left out. The model is left in eval mode. With
     ``block``, ``"blocks"`` holds the foreground intersection and union of every block of the
