@@ -5,6 +5,7 @@ import torch
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.model.checkpoint import ModelInfo
+from napari_fcnseg.training.egg_recipe import STRUCTURE_CLASS_NAMES
 from napari_fcnseg.training.finetune import FineTuneSettings, fine_tune
 from napari_fcnseg.training.holdout import holdout_mask, split_holdout
 from napari_fcnseg.training.replay import (
@@ -75,7 +76,7 @@ def test_replay_source_of_the_bundled_recipe_and_of_a_set(tmp_path):
     assert replay_source(info) == given
 
 
-def test_synthetic_replay_fits_only_two_class_rgb_models():
+def test_synthetic_replay_fits_only_rgb_egg_and_structure_models():
     info = ModelInfo(["background", "egg"], 3, {"name": "unet"})
     source = {"kind": SYNTHETIC_EGGS, "seed": 0, "shape": [64, 96]}
     samples = replay_samples(source, info, count=2)
@@ -83,6 +84,11 @@ def test_synthetic_replay_fits_only_two_class_rgb_models():
     assert set(np.unique(samples[0].labels)) <= {0, 1}
     grey = ModelInfo(["background", "egg"], 1, {"name": "unet"})
     assert replay_samples(source, grey, count=2) == []
+    structure = ModelInfo(list(STRUCTURE_CLASS_NAMES), 3, {"name": "unet"})
+    labels = np.concatenate([s.labels.ravel() for s in replay_samples(source, structure, count=2)])
+    assert set(np.unique(labels)) == {0, 1, 2, 3}  # the four structures, as the model names them
+    other = ModelInfo(["background", "a", "b"], 3, {"name": "unet"})
+    assert replay_samples(source, other, count=2) == []
     assert replay_samples({"kind": "annotated set", "path": "/no/such"}, info, count=2) == []
 
 

@@ -78,11 +78,19 @@ def replay_samples(
         return []
     kind = source.get("kind")
     if kind == SYNTHETIC_EGGS:
-        if info.num_classes != 2 or info.in_channels != 3:
-            log.info("no replay: synthetic egg chambers need a 2-class RGB model")
+        from .egg_recipe import STRUCTURE_CLASS_NAMES
+
+        structure = list(info.class_names) == list(STRUCTURE_CLASS_NAMES)
+        if info.in_channels != 3 or not (info.num_classes == 2 or structure):
+            log.info(
+                "no replay: synthetic egg chambers need an RGB model of egg chambers (2 classes) "
+                "or of the four structures (%s)",
+                ", ".join(STRUCTURE_CLASS_NAMES),
+            )
             return []
         shape = tuple(int(v) for v in source.get("shape", (512, 768)))
-        return list(_synthetic(count, int(source.get("seed", 0)), (shape[0], shape[1])))
+        seed = int(source.get("seed", 0))
+        return list(_synthetic(count, seed, (shape[0], shape[1]), structure))
     if kind == ANNOTATED_SET:
         from .dataset import AnnotatedSet
 
@@ -97,8 +105,10 @@ def replay_samples(
 
 
 @functools.lru_cache(maxsize=4)
-def _synthetic(count: int, seed: int, shape: tuple[int, int]) -> tuple[TrainingSample, ...]:
+def _synthetic(
+    count: int, seed: int, shape: tuple[int, int], structure: bool
+) -> tuple[TrainingSample, ...]:
     # Cached: drawing a slice takes a while, and each fine-tune round replays the same ones.
     from .egg_recipe import synthetic_egg_samples
 
-    return tuple(synthetic_egg_samples(count, seed, shape))
+    return tuple(synthetic_egg_samples(count, seed, shape, structure=structure))
