@@ -12,6 +12,13 @@ It opens the synthetic egg-chamber sample, docks "Segment and Refine with CRF" a
 * ``docs/images/finetune.png`` - a corrected labels layer, the loss plot and the model versions
 * ``docs/images/export.png``   - the Export form after writing to an annotated set
 
+With ``--real DIR`` (the folder of the real drosophila ovary slices, e.g.
+``../shared/data/drosophila_ovary``), it also segments real slices, a red, a magenta and a
+grey one, with *objects* checked, and saves ``docs/images/real_red.png``,
+``real_magenta.png`` and ``real_grey.png``; ``--only-real`` skips the synthetic workflow.
+A bundled ``egg-structure`` model, when there is one, segments the grey slice's four
+structures.
+
 Without a bundled default model (and without ``--model``), a small demo model is first trained on
 other synthetic slices (about a minute on a laptop CPU), so the pictures show real predictions.
 Everything it writes besides the screenshots goes to a temporary folder.
@@ -94,7 +101,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="model file (default: bundled or demo)")
     parser.add_argument("--steps", type=int, default=150, help="demo model training steps")
     parser.add_argument("--finetune-steps", type=int, default=40)
+    parser.add_argument("--real", type=Path, help="folder of the real slices (image/NAME.jpg)")
+    parser.add_argument("--only-real", action="store_true", help="only the real-slice pictures")
     args = parser.parse_args()
+    if args.only_real and args.real is None:
+        parser.error("--only-real needs --real DIR")
 
     import os
 
@@ -104,9 +115,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_fcnseg._sample_data import SLICE_PARAMS
     from napari_fcnseg.model.default import default_model_path
-    from napari_fcnseg.training.synthetic import make_egg_chamber_slice
 
     model = args.model or default_model_path() or demo_model(tmp, args.steps)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -115,7 +124,8 @@ def main() -> None:
     app = QApplication.instance()
     window = viewer.window._qt_window
     window.resize(1500, 950)
-    viewer.open_sample("napari-fcnseg", "egg_chamber_slice")
+    if not args.only_real:
+        viewer.open_sample("napari-fcnseg", "egg_chamber_slice")
     seg_dock, seg = viewer.window.add_plugin_dock_widget(
         "napari-fcnseg", "Segment and Refine with CRF"
     )
@@ -127,6 +137,22 @@ def main() -> None:
     seg_dock.raise_()
     settle(app)
 
+    if not args.only_real:
+        workflow(viewer, app, args, model, tmp, (seg_dock, seg), (train_dock, train))
+    if args.real is not None:
+        real_slices(viewer, app, args.real, (seg_dock, seg))
+    print("temporary files in", tmp)
+    viewer.close()
+
+
+def workflow(viewer, app, args, model, tmp, segment_dock, train_dock_pair) -> None:
+    """Segment, refine, correct, fine-tune and export the synthetic sample, saving each step."""
+    from napari_fcnseg._sample_data import SLICE_PARAMS
+    from napari_fcnseg.model.default import default_model_path
+    from napari_fcnseg.training.synthetic import make_egg_chamber_slice
+
+    seg_dock, seg = segment_dock
+    train_dock, train = train_dock_pair
     # 1. Segment
     form = seg.segment
     if default_model_path() is None or args.model:
@@ -177,8 +203,60 @@ def main() -> None:
     for area in train_dock.findChildren(QScrollArea):  # the Export form is below Fine-tune
         area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     save(viewer, "export.png", app, train_dock)
-    print("temporary files in", tmp)
-    viewer.close()
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+
+
+def point(viewer, layer, app) -> None:
+    """Hover the mouse over the largest object, so that the status bar shows what napari shows."""
+    from skimage.measure import label, regionprops
+
+    data = np.asarray(layer.data)
+    regions = regionprops(data if data.max() > 1 else label(data > 0))
+    if regions:
+        largest = max(regions, key=lambda r: r.area)
+        viewer.cursor.position = tuple(float(v) for v in largest.centroid)
+    settle(app)
+
+
+#: (slice, how it is shown, picture): the stains our users see, red, magenta and grey.
+REAL_VIEWS = (
+    ("insitu4174", "red", "real_red.png"),
+    ("insitu7544", "magenta", "real_magenta.png"),
+    ("insitu7331", "grey", "real_grey.png"),
+)
+
+
+def real_slices(viewer, app, folder: Path, segment_dock) -> None:
+    """Segment real slices with the bundled models, objects included, and save each view."""
+    from skimage import io as skio
+
+    from napari_fcnseg.model.default import bundled_models
+
+    seg_dock, seg = segment_dock
+    form = seg.segment
+    structure = "egg-structure" in bundled_models()
+    for name, look, picture in REAL_VIEWS:
+        image = np.asarray(skio.imread(folder / "image" / f"{name}.jpg"))
+        if look == "grey":
+            image = image.max(axis=-1)
+        title = f"{name} ({look})"
+        layer = viewer.add_image(image, name=title, rgb=image.ndim == 3)
+        form.image.value = layer
+        bundled = "egg-structure" if look == "grey" and structure else "egg-chambers"
+        form.model.value = "default" if bundled == "egg-chambers" else f"bundled:{bundled}"
+        form.objects.value = bundled == "egg-chambers"
+        form.run_button.native.click()
+        wait(form.runner, app)
+        shown = viewer.layers[f"{title} objects" if form.objects.value else f"{title} labels"]
+        if form.objects.value:
+            viewer.layers[f"{title} labels"].visible = False  # the outlines of the objects
+        viewer.layers.selection.active = shown
+        viewer.reset_view()
+        point(viewer, shown, app)
+        save(viewer, picture, app, seg_dock)
+        for shown in list(viewer.layers):
+            viewer.layers.remove(shown)
 
 
 def segment_model_classes(viewer, labels) -> list[str]:

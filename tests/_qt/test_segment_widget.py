@@ -240,6 +240,10 @@ def test_objects_adds_one_label_per_chamber_with_measurements(qtbot, viewer, seg
         objects.features.columns
     )
     assert objects.contour > 0
+    colours = objects.colormap.map(np.arange(1, 9))
+    assert (colours[:, 3] == 1).all() and len({tuple(c) for c in colours}) == 8  # all distinct
+    assert (colours[:, :3].max(axis=1) >= 0.8).all()  # none dark
+    assert objects.colormap.map(np.array([0]))[0, 3] == 0  # background transparent
     objects.paint((5, 5), 7)  # an edit: the next run keeps it and adds a new layer
     edited = np.array(objects.data)
     run(qtbot, segment)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels, Layer
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
 from napari.utils.notifications import show_info
 
 from ..core.edits import PredictionRecord, annotated_slices, is_edited
@@ -183,6 +183,15 @@ def write_labels(
 #: brown) looked like a dimmed image.
 CLASS_COLOURS = ("#00e5ff", "#ffe600", "#39ff14", "#ff6ec7", "#ffffff", "#1e90ff", "#ff8c00")
 LABELS_OPACITY = 0.5
+#: Outline colours of objects 1, 2, ... (cycled): bright, and none of them red or magenta, so
+#: that on the stains of egg-chamber slices each chamber's outline is seen and neighbours,
+#: numbered one after the other along a chain of chambers, differ. napari's random label
+#: colours drew some outlines dark blue or purple, invisible on a red chamber.
+OBJECT_COLOURS = (
+    "#00e5ff", "#ffe600", "#39ff14", "#ffffff", "#ff8c00", "#7fffd4", "#adff2f", "#87cefa",
+)  # fmt: skip
+#: Outline width in screen-independent data pixels: 1-2 px vanish on a slice shown zoomed out.
+OBJECT_CONTOUR = 3
 
 
 def style_class_labels(layer: Labels, class_names: Sequence[str]) -> None:
@@ -257,8 +266,9 @@ def write_objects(
     """Show one label per object as the Labels layer ``name``, its measurements as features.
 
     With ``z``, ``objects`` is one slice of a stack of ``depth`` slices (the layer holds that
-    slice only). Each object gets napari's distinct label colours; hovering shows its row of
-    ``table`` (area, centroid, axes, orientation, eccentricity, border, mean intensity).
+    slice only). Each object is outlined in one of :data:`OBJECT_COLOURS`, neighbours in
+    different ones; hovering shows its row of ``table`` (area, centroid, axes, orientation,
+    eccentricity, border, mean intensity).
     """
     data = np.asarray(objects)
     if z is not None:
@@ -280,12 +290,18 @@ def write_objects(
         name=unique_name(viewer, name) if existing is not None else name,
         scale=like.scale[-data.ndim :],
         translate=like.translate[-data.ndim :],
-        opacity=LABELS_OPACITY,
+        opacity=1.0,  # outlines only: the image stays visible inside each chamber
         features=features,
         metadata={OBJECTS_KEY: _digest(data)},
     )
-    layer.contour = 2  # outlines: each chamber stays visible under its colour
+    layer.colormap = object_colormap()
+    layer.contour = OBJECT_CONTOUR
     return layer
+
+
+def object_colormap() -> CyclicLabelColormap:
+    """Return the objects' colour map: :data:`OBJECT_COLOURS` in turn, 0 transparent."""
+    return CyclicLabelColormap(colors=["transparent", *OBJECT_COLOURS])
 
 
 def _digest(data: np.ndarray) -> str:
