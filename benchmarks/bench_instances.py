@@ -7,6 +7,8 @@ never saw the slices), in the same run: the share of annotated chambers matched 
 the mean best IoU, and the number of objects lying mostly inside annotated chambers (against
 the number of those chambers) for connected components, a plain distance-transform watershed
 (``peak_local_max``, ``min_distance`` 20), and ``napari_fcnseg.core.instances.split_instances``.
+The model's masks are taken as they come and after Refine with CRF (default settings), which
+is what Segment's objects are split from once the labels are refined.
 
 Usage: ``python benchmarks/bench_instances.py [--model PATH] [--data DIR]``.
 """
@@ -26,6 +28,7 @@ from skimage import io as skio
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import header
 
+from napari_fcnseg.core.crf import refine_with_crf
 from napari_fcnseg.core.instances import split_instances
 from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
@@ -83,14 +86,16 @@ def main() -> int:
         print(f"skipped: {args.data} (the shared real slices) is absent")
         return 0
     print(header())
-    sources: list[tuple[str, object]] = [("annotated egg mask", None)]
+    sources: list[tuple[str, object, bool]] = [("annotated egg mask", None, False)]
     if args.model.is_file():
-        sources.append((f"model {args.model.name}", load_model(args.model)))
+        model = load_model(args.model)
+        sources.append((f"model {args.model.name}", model, False))
+        sources.append((f"model {args.model.name} + CRF", model, True))
     print(
         "\n| mask | slice | method | matched at IoU >= 0.5 | mean best IoU | objects / chambers |"
     )
     print("|---|---|---|---|---|---|")
-    for source, model in sources:
+    for source, model, crf in sources:
         for sample in egg_recipe.real_egg_samples(args.data):
             chambers = np.asarray(skio.imread(args.data / "annot_eggs" / f"{sample.name}.png"))
             if model is None:
@@ -99,6 +104,8 @@ def main() -> int:
                 probs = run_to_completion(
                     predict_probabilities(model, sample.image, device="cpu")  # type: ignore[arg-type]
                 )
+                if crf:
+                    probs = refine_with_crf(sample.image, probs)
                 mask = probs.argmax(0) > 0
             for name, method in METHODS.items():
                 best, inside, total = score(method(mask), chambers)

@@ -34,6 +34,39 @@ def test_refine_changes_labels_and_toggles(qtbot, viewer, segment_dock, segment_
     assert [layer.name for layer in viewer.layers] == ["cells", "cells labels", "cells labels CRF"]
 
 
+def test_refine_splits_the_objects_again_from_the_refined_labels(
+    qtbot, viewer, segment_dock, segment_trained
+):
+    from napari_fcnseg.core.instances import split_instances
+
+    crf = segment_dock.crf
+    image, _ = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    segment_trained.objects.value = True
+    run(qtbot, segment_trained)
+    crf.iterations.value = 3
+    run(qtbot, crf)
+    refined = np.asarray(viewer.layers["cells labels CRF"].data)
+    objects = viewer.layers["cells objects"]  # the unedited layer is reused
+    np.testing.assert_array_equal(objects.data, split_instances(refined > 0))
+    before = split_instances(np.asarray(viewer.layers["cells labels"].data) > 0)
+    assert not np.array_equal(objects.data, before)  # not the objects Segment made
+    assert len(objects.features) == int(objects.data.max())
+    assert [layer.name for layer in viewer.layers] == [
+        "cells",
+        "cells labels",
+        "cells objects",
+        "cells labels CRF",
+    ]
+
+
+def test_refine_without_objects_adds_none(qtbot, viewer, segment_dock, segment_trained):
+    viewer.add_image(disk_image()[0], name="cells", rgb=True)
+    run(qtbot, segment_trained)
+    run(qtbot, segment_dock.crf)
+    assert "cells objects" not in viewer.layers
+
+
 def test_refine_hand_drawn_labels_as_soft_labels(qtbot, viewer, segment_dock):
     crf = segment_dock.crf
     image, truth = disk_image()

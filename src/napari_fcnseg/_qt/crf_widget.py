@@ -4,12 +4,15 @@ It starts from the class probabilities the last **Segment** kept with the labels
 a person drew or edited, from soft labels made from them. The result goes to a new layer
 "<labels> CRF" (reused while unedited); **Show before CRF** flips between it and the input.
 For a stack, "3D CRF" runs one CRF over the volume with the z-spacing taken from the layer's
-scale; otherwise slices are refined one by one.
+scale; otherwise slices are refined one by one. When Segment made objects of the image
+("<image> objects"), they are split again from the refined labels, whose edges are closer to
+the chambers' (``benchmarks/README.md``, "Egg chambers as objects").
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,11 +30,19 @@ from napari.utils.notifications import show_error, show_warning
 
 from ..core.crf import DEFAULTS, iter_refine_with_crf
 from ..core.edits import PredictionRecord, is_edited, soft_labels
+from ..core.instances import measured_objects
 from ..core.predict import probabilities_to_labels
 from ..core.progress import Progress
 from ..errors import FcnsegError, InputError
 from .forms import connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
-from .layers import image_data, layer_choices, record_of, write_labels
+from .layers import (
+    OBJECTS_KEY,
+    image_data,
+    layer_choices,
+    record_of,
+    write_labels,
+    write_objects,
+)
 from .workers import JobRunner
 
 if TYPE_CHECKING:
@@ -44,12 +55,26 @@ PROBABILITIES, SOFT_LABELS = "probabilities", "labels"
 SHOW_BEFORE, SHOW_AFTER = "Show before CRF", "Show after CRF"
 
 
+@dataclass
+class CrfResult:
+    """What the worker returns: refined probabilities and labels, and the objects if asked."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    objects: np.ndarray | None = None
+    table: dict[str, np.ndarray] | None = None
+
+
 def crf_job(
-    image: Any, probabilities: np.ndarray, params: dict[str, Any]
-) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """Refine ``probabilities``; return (refined probabilities, refined labels)."""
+    image: Any, probabilities: np.ndarray, params: dict[str, Any], *, objects: bool = False
+) -> Generator[Progress, None, CrfResult]:
+    """Refine ``probabilities``; with ``objects``, also split and measure the refined labels."""
     refined = yield from iter_refine_with_crf(np.asarray(image), probabilities, **params)
-    return refined, probabilities_to_labels(refined)
+    result = CrfResult(refined, probabilities_to_labels(refined))
+    if objects:
+        yield Progress(0, 0, "splitting the objects")
+        result.objects, result.table = measured_objects(result.labels, image)
+    return result
 
 
 class CrfWidget(Container):
@@ -210,23 +235,28 @@ class CrfWidget(Container):
         try:
             labels, image, probs, record = self._inputs()
             pixels, _axes = image_data(image)
-            job = crf_job(pixels, probs, self.params())
+            job = crf_job(pixels, probs, self.params(), objects=self._has_objects(image))
         except FcnsegError as exc:
             show_error(str(exc))
             return
-        self.runner.start(job, on_result=lambda out: self._show(labels, image, record, *out))
+        self.runner.start(job, on_result=lambda out: self._show(labels, image, record, out))
+
+    def _has_objects(self, image: Image) -> bool:
+        """Whether Segment made objects of ``image`` (then the CRF's labels are split too)."""
+        name = f"{image.name} objects"
+        return name in self._viewer.layers and OBJECTS_KEY in self._viewer.layers[name].metadata
 
     def _show(
         self,
         source: Labels,
         image: Image,
         record: PredictionRecord | None,
-        probabilities: np.ndarray,
-        labels: np.ndarray,
+        result: CrfResult,
     ) -> None:
+        labels = result.labels
         refined_record = PredictionRecord.from_prediction(
             labels,
-            probabilities,
+            result.probabilities,
             image_name=image.name,
             model=record.model if record else "",
             class_names=record.class_names if record else [],
@@ -239,6 +269,10 @@ class CrfWidget(Container):
         finally:
             self._writing = False
         self._outputs.append(refined)
+        if result.objects is not None and result.table is not None:
+            write_objects(
+                self._viewer, f"{image.name} objects", result.objects, result.table, like=image
+            )
         self._pair = (source, refined)
         self.before.enabled = True
         if self.before.native.isChecked():

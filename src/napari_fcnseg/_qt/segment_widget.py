@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QMessageBox
 
 from ..core.device import DEVICE_CHOICES
 from ..core.edits import PredictionRecord
-from ..core.instances import object_table, split_instances
+from ..core.instances import measured_objects
 from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to_labels
 from ..core.progress import Progress
 from ..core.uncertainty import entropy_uncertainty
@@ -102,19 +102,8 @@ def segment_job(
     result = SegmentResult(labels, probs, list(model.info.class_names), str(model_path), unsure)
     if objects:
         yield Progress(0, 0, "splitting the objects")
-        result.objects = split_instances(labels > 0)
-        result.table = objects_table(result.objects, image)
+        result.objects, result.table = measured_objects(labels, image)
     return result
-
-
-def objects_table(objects: np.ndarray, image: Any) -> dict[str, np.ndarray]:
-    """Measurements of every object of a (Y, X) or (Z, Y, X) label image, with a ``z`` column."""
-    if objects.ndim == 2:
-        return object_table(objects, np.asarray(image))
-    parts = [object_table(objects[z], np.asarray(image[z])) for z in range(objects.shape[0])]
-    for z, part in enumerate(parts):
-        part["z"] = np.full(len(part["label"]), z)
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 class SegmentWidget(Container):

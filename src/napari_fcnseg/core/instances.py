@@ -15,6 +15,7 @@ the shared real slices against connected components and a plain distance watersh
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -135,3 +136,25 @@ def object_table(
         len(columns["label"]), f"{unit}^2" if scale is not None else "px^2"
     )
     return columns
+
+
+def stack_object_table(objects: np.ndarray, image: Any = None) -> dict[str, np.ndarray]:
+    """:func:`object_table` of a (Y, X) or (Z, Y, X) label image; a stack's rows get a ``z``."""
+    objects = np.asarray(objects)
+    if objects.ndim == 2:
+        return object_table(objects, None if image is None else np.asarray(image))
+    parts = [
+        object_table(objects[z], None if image is None else np.asarray(image[z]))
+        for z in range(objects.shape[0])
+    ]
+    for z, part in enumerate(parts):
+        part["z"] = np.full(len(part["label"]), z)
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def measured_objects(
+    labels: np.ndarray, image: Any = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Split a semantic label image (> 0 is an egg chamber) into objects and measure them."""
+    objects = split_instances(np.asarray(labels) > 0)
+    return objects, stack_object_table(objects, image)
