@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_fcnseg.core.predict import predict_probabilities
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.model.checkpoint import ModelInfo
@@ -302,3 +303,41 @@ def test_channels_last_only_where_bfloat16_is_native():
     assert settings.channels_last is native
     assert settings.validate_start and settings.freeze_batchnorm
     assert not settings.recalibrate_batchnorm
+
+
+def _two_kinds_of_disks(seed: int, size: int = 96) -> TrainingSample:
+    """Bright disks (label 1) and dim disks (label 2) on a dark, noisy background.
+
+    Told apart by brightness, not colour: training permutes the channels of RGB images.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.uint8)
+    for i in range(6):
+        cy, cx = rng.integers(12, size - 12, 2).tolist()
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < int(rng.integers(8, 14)) ** 2] = 1 + i % 2
+    brightness = np.array([50, 230, 140])[labels]
+    image = (brightness[..., None] + rng.normal(0, 15, (size, size, 3))).clip(0, 255)
+    return TrainingSample(image.astype(np.uint8), labels, name=f"two-kinds{seed}")
+
+
+def test_a_model_of_three_classes_fine_tunes_by_its_class_iou():
+    from napari_fcnseg.core.metrics import foreground_scores
+    from tests.helpers import make_tiny_model
+
+    model = make_tiny_model(num_classes=3)
+    corrections = [_two_kinds_of_disks(i) for i in range(2)]
+    settings = FineTuneSettings(
+        max_seconds=None, max_steps=60, learning_rate=3e-3, validate_seconds=0.01,
+        freeze_batchnorm=False, trainable="all", interpolation=1.0, **FAST,
+    )  # fmt: skip
+    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None))
+    assert outcome.improved and outcome.new_score > outcome.start_score
+
+    def class_iou(net):
+        unseen = _two_kinds_of_disks(5)
+        probs = run_to_completion(predict_probabilities(net, unseen.image))
+        return foreground_scores(probs.argmax(0), unseen.labels)["class_iou"]
+
+    assert class_iou(outcome.model) > class_iou(model) + 0.2
+    assert outcome.model.info.class_names == model.info.class_names
