@@ -12,7 +12,7 @@ background / follicle cells / nurse-cell nuclei / nurse-cell cytoplasm:
 MODEL`` checks the new weights tensor by tensor against a model file (``default``: the shipped
 one) and exits with status 1 when they differ. Weights repeat exactly with the same torch
 version, processor type and thread count; elsewhere floating-point rounding may differ (README,
-"The bundled model").
+"The bundled models").
 """
 
 from __future__ import annotations
