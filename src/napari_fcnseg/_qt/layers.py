@@ -190,7 +190,7 @@ LABELS_OPACITY = 0.5
 OBJECT_COLOURS = (
     "#00e5ff", "#ffe600", "#39ff14", "#ffffff", "#ff8c00", "#7fffd4", "#adff2f", "#87cefa",
 )  # fmt: skip
-#: Outline width in screen-independent data pixels: 1-2 px vanish on a slice shown zoomed out.
+#: Outline width in image pixels: outlines of 1-2 px vanish on a slice shown zoomed out.
 OBJECT_CONTOUR = 3
 
 
