@@ -3,13 +3,15 @@
 Part ``eggs``: leave-one-out binary egg-chamber IoU on the three shared real slices. For each
 slice, the recipe of the bundled model (``napari_fcnseg.training.egg_recipe``: synthetic
 pretraining, then synthetic + the two other real slices) trains a U-Net that never saw the slice;
-it is scored without and with "Refine with CRF" (default parameters), next to Otsu (+ closing and
-hole filling) and a random forest on multiscale features trained on the same two real slices.
+it is scored without and with "Refine with CRF" (default parameters), each as the argmax of the
+probabilities and with the holes of the mask filled (what the bundled models' labels get,
+``napari_fcnseg.core.holes``), next to Otsu (+ closing and hole filling) and a random forest on
+multiscale features trained on the same two real slices.
 
 Part ``structure``: the same for the four-structure variant of the recipe (background,
 follicle cells, nurse-cell nuclei, nurse-cell cytoplasm): per-class F1 and IoU of the
-synthetic-only stage and of the recipe's folds, next to a random forest trained on the other
-two slices (``--skip-folds``: without the folds).
+synthetic-only stage and of the recipe's folds (argmax, and with holes filled), next to a random
+forest trained on the other two slices (``--skip-folds``: without the folds).
 
 Part ``finetune``: a new imaging mode (synthetic H&E-like bright field). The bundled model is
 fine-tuned on 3 annotated images for at most 120 s on this machine, on whole images and on
@@ -41,7 +43,7 @@ from _baselines import RandomForestBaseline, otsu_mask
 
 from napari_fcnseg.core.crf import refine_with_crf
 from napari_fcnseg.core.metrics import iou_and_dice
-from napari_fcnseg.core.predict import predict_probabilities
+from napari_fcnseg.core.predict import predict_probabilities, probabilities_to_labels
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import load_model, save_model
 from napari_fcnseg.model.default import resolve_model_path
@@ -112,7 +114,9 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
                 "otsu": _iou(otsu_mask(held_out.image), truth),
                 "forest": _iou(forest.predict(held_out.image), truth),
                 "unet": _iou(probs.argmax(0) > 0, truth),
+                "unet_fill": _iou(probabilities_to_labels(probs, fill_holes=True) > 0, truth),
                 "crf": _iou(refined.argmax(0) > 0, truth),
+                "crf_fill": _iou(probabilities_to_labels(refined, fill_holes=True) > 0, truth),
                 "train_s": None if reused else train_s,
                 "crf_s": crf_s,
                 "forest_s": forest.train_seconds,
@@ -122,18 +126,18 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         "\nLeave-one-out binary egg-chamber IoU on the shared real slices "
         "(each model never saw the slice it is scored on)"
     )
-    print("| slice | Otsu + closing + fill | random forest | U-Net | U-Net + CRF |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['slice']} | {r['otsu']:.3f} | {r['forest']:.3f} | {r['unet']:.3f} | "
-            f"{r['crf']:.3f} |"
-        )
-    means = {key: np.mean([r[key] for r in rows]) for key in ("otsu", "forest", "unet", "crf")}
+    keys = ("otsu", "forest", "unet", "unet_fill", "crf", "crf_fill")
     print(
-        f"| mean | {means['otsu']:.3f} | {means['forest']:.3f} | {means['unet']:.3f} | "
-        f"{means['crf']:.3f} |"
+        "| slice | Otsu + closing + fill | random forest | U-Net | U-Net, holes filled | "
+        "U-Net + CRF | U-Net + CRF, holes filled |"
     )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['slice']} | " + " | ".join(f"{r[key]:.3f}" for key in keys) + " |")
+    means = {key: np.mean([r[key] for r in rows]) for key in keys}
+    print("| mean | " + " | ".join(f"{means[key]:.3f}" for key in keys) + " |")
+    worst = {key: min(r[key] for r in rows) for key in keys}
+    print("| worst slice | " + " | ".join(f"{worst[key]:.3f}" for key in keys) + " |")
     trained = [r["train_s"] for r in rows if r["train_s"] is not None]
     training = f"{np.mean(trained):.0f} s" if trained else "reused from benchmarks/_work"
     print(
@@ -189,10 +193,13 @@ def structure(data: Path, retrain: bool, folds: bool) -> None:
             )
             model = run_to_completion(job).model
             save_model(model, fold_model, overwrite=True)
-        predicted = _probabilities(model, held_out.image).argmax(0)
+        probs = _probabilities(model, held_out.image)
         rows.append(
-            (held_out.name, "U-Net, the recipe", _class_scores(predicted, held_out.labels, 4))
+            (held_out.name, "U-Net, the recipe", _class_scores(probs.argmax(0), held_out.labels, 4))
         )
+        filled = probabilities_to_labels(probs, fill_holes=True)
+        scores = _class_scores(filled, held_out.labels, 4)
+        rows.append((held_out.name, "U-Net, the recipe, holes filled", scores))
     print(
         "\nFour structures, leave-one-out on the shared real slices (each model and forest never "
         "saw the slice it is scored on): per-class F1 (Dice), mean F1 and mean IoU"

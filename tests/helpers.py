@@ -105,3 +105,14 @@ def touching_discs(size=(120, 200)):
     truth[b | neck & ~a] = 2
     truth[c] = 3
     return a | b | neck | c, truth, (a, b, c)
+
+
+def ring(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright ring (an object with a hole, as an egg chamber's dark inside can look) and
+    the mask of its hole; :func:`disk_model` finds the ring and leaves the hole background."""
+    yy, xx = np.mgrid[:size, :size]
+    r2 = (yy - size // 2) ** 2 + (xx - size // 2) ** 2
+    bright = (r2 < (size // 3) ** 2) & (r2 >= (size // 7) ** 2)
+    noise = np.random.default_rng(seed).normal(60, 20, (size, size, 3))
+    image = (bright[..., None] * 120 + noise).clip(0, 255).astype(np.uint8)
+    return image, r2 < (size // 10) ** 2

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -384,3 +385,46 @@ def test_predict_with_a_model_at_half_scale(tmp_path, rgb_jpeg, tiff_stack):
     # Labels (and the CRF) come back at the images' own size.
     assert tifffile.imread(out / "scan_labels.tif").shape == (70, 90)
     assert tifffile.imread(out / "stack_labels.tif").shape == (4, 50, 60)
+
+
+def test_predict_and_evaluate_fill_holes_as_the_model_says_unless_told(
+    tmp_path, trained_tiny_model, capsys
+):
+    from napari_fcnseg.io.labels import read_labels
+    from napari_fcnseg.model.checkpoint import save_model
+    from tests.helpers import ring
+
+    image, hole = ring()
+    images = tmp_path / "images"
+    images.mkdir()
+    skio.imsave(images / "ring.png", image, check_contrast=False)
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 < (64 // 3) ** 2  # the ring with its inside
+    write_labels(tmp_path / "truth" / "ring.tif", disk.astype(np.uint8))
+    model = copy.deepcopy(trained_tiny_model)
+    model.info.fill_holes = True
+    path = str(save_model(model, tmp_path / "solid.safetensors"))
+    results = {}
+    for flag in ([], ["--no-fill-holes"]):
+        out = tmp_path / ("plain" if flag else "filled")
+        assert (
+            main(["predict", str(images / "ring.png"), "--model", path, "--out", str(out), *flag])
+            == 0
+        )
+        results[bool(flag)] = read_labels(out / "ring_labels.tif")
+    assert (results[False][hole] == 1).all() and (results[True][hole] == 0).all()
+    capsys.readouterr()
+    scores = {}
+    for flag in ([], ["--no-fill-holes"]):
+        args = [
+            "evaluate",
+            "--model",
+            path,
+            "--images",
+            str(images),
+            "--labels",
+            str(tmp_path / "truth"),
+        ]
+        assert main([*args, *flag, "--json"]) == 0
+        scores[bool(flag)] = json.loads(capsys.readouterr().out)["mean"]["iou"]
+    assert scores[False] > scores[True]  # evaluate scores the labels predict writes

@@ -271,3 +271,39 @@ def test_a_package_that_runs_code_is_run_only_when_the_user_trusts_it(
     assert record_of(viewer.layers["cells labels"]).class_names == ["bg", "cell"]
     run(qtbot, segment)  # trusted once: not asked again this session
     assert len(asked) == 2 and not errors(notifications)
+
+
+def test_fill_holes_follows_the_model_and_refine_with_crf_keeps_it(
+    qtbot, viewer, segment_dock, trained_tiny_model, tmp_path
+):
+    import copy
+
+    from napari_fcnseg.model.checkpoint import save_model
+    from tests.helpers import ring
+
+    segment, crf = segment_dock.segment, segment_dock.crf
+    plain = save_model(trained_tiny_model, tmp_path / "plain.safetensors")
+    solid_model = copy.deepcopy(trained_tiny_model)
+    solid_model.info.fill_holes = True
+    solid = save_model(solid_model, tmp_path / "solid.safetensors")
+    segment.model.value = "default"
+    assert segment.fill_holes.value  # the bundled egg model says its objects are solid
+    segment.model.value = "file"
+    segment.model_file.value = plain
+    assert not segment.fill_holes.value
+    segment.model_file.value = solid
+    assert segment.fill_holes.value
+    segment.device.value, segment.tile.value = "cpu", 64
+    image, hole = ring()
+    viewer.add_image(image, name="ring", rgb=True)
+    run(qtbot, segment)
+    layer = viewer.layers["ring labels"]
+    assert (layer.data[hole] == 1).all() and record_of(layer).fill_holes
+    crf.iterations.value = 3
+    run(qtbot, crf)
+    refined = viewer.layers["ring labels CRF"]
+    assert (refined.data[hole] == 1).all() and record_of(refined).fill_holes
+    segment.fill_holes.value = False  # the user's choice wins over the model's
+    run(qtbot, segment)
+    assert (viewer.layers["ring labels"].data[hole] == 0).all()
+    assert not record_of(viewer.layers["ring labels"]).fill_holes

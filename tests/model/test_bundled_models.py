@@ -35,3 +35,12 @@ def test_fcnseg_models_lists_names_and_classes(capsys):
     [row] = [r for r in json.loads(capsys.readouterr().out)["models"] if r["default"]]
     assert row["name"] == "egg-chambers" and row["classes"][0] == "background"
     assert row["card"].endswith("egg_chambers.md")
+
+
+def test_the_bundled_egg_models_fill_holes_as_their_recipe_does():
+    from napari_fcnseg.model.checkpoint import read_model_info
+    from napari_fcnseg.training.egg_recipe import egg_chamber_model
+
+    for name, path in bundled_models().items():
+        assert read_model_info(path).fill_holes, f"{name}: egg chambers are solid"
+    assert egg_chamber_model().info.fill_holes and egg_chamber_model(structure=True).info.fill_holes

@@ -142,3 +142,20 @@ def test_unusable_scale_in_a_file_is_refused(tmp_path, tiny_model, bad):
     _rewrite_metadata(path, lambda info: info.update(scale=bad, format_version=2))
     with pytest.raises(ModelFileError, match=r"m\.safetensors.*scale"):
         load_model(path)
+
+
+def test_fill_holes_round_trips_and_is_written_only_when_true(tmp_path, tiny_model):
+    plain = save_model(tiny_model, tmp_path / "plain.safetensors")
+    assert "fill_holes" not in _stored_metadata(plain)  # older readers see the file as before
+    assert load_model(plain).info.fill_holes is False
+    tiny_model.info.fill_holes = True
+    solid = save_model(tiny_model, tmp_path / "solid.safetensors")
+    assert _stored_metadata(solid)["fill_holes"] is True
+    assert load_model(solid).info.fill_holes is True
+
+
+def test_a_fill_holes_that_is_not_true_or_false_is_refused(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    _rewrite_metadata(path, lambda info: info.update(fill_holes="yes"))
+    with pytest.raises(ModelFileError, match=r"m\.safetensors.*fill_holes"):
+        load_model(path)

@@ -66,11 +66,19 @@ class CrfResult:
 
 
 def crf_job(
-    image: Any, probabilities: np.ndarray, params: dict[str, Any], *, objects: bool = False
+    image: Any,
+    probabilities: np.ndarray,
+    params: dict[str, Any],
+    *,
+    objects: bool = False,
+    fill_holes: bool = False,
 ) -> Generator[Progress, None, CrfResult]:
-    """Refine ``probabilities``; with ``objects``, also split and measure the refined labels."""
+    """Refine ``probabilities``; with ``objects``, also split and measure the refined labels.
+
+    ``fill_holes``: fill the holes of the refined foreground, as Segment did (its record says).
+    """
     refined = yield from iter_refine_with_crf(np.asarray(image), probabilities, **params)
-    result = CrfResult(refined, probabilities_to_labels(refined))
+    result = CrfResult(refined, probabilities_to_labels(refined, fill_holes=fill_holes))
     if objects:
         yield Progress(0, 0, "splitting the objects")
         result.objects, result.table = measured_objects(result.labels, image)
@@ -235,7 +243,13 @@ class CrfWidget(Container):
         try:
             labels, image, probs, record = self._inputs()
             pixels, _axes = image_data(image)
-            job = crf_job(pixels, probs, self.params(), objects=self._has_objects(image))
+            job = crf_job(
+                pixels,
+                probs,
+                self.params(),
+                objects=self._has_objects(image),
+                fill_holes=bool(record and record.fill_holes),
+            )
         except FcnsegError as exc:
             show_error(str(exc))
             return
@@ -260,6 +274,7 @@ class CrfWidget(Container):
             image_name=image.name,
             model=record.model if record else "",
             class_names=record.class_names if record else [],
+            fill_holes=bool(record and record.fill_holes),
         )
         self._writing = True
         try:

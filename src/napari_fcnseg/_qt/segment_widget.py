@@ -26,10 +26,11 @@ from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to
 from ..core.progress import Progress
 from ..core.uncertainty import entropy_uncertainty
 from ..errors import FcnsegError, InputError, ModelFileError
-from ..model.checkpoint import load_model
+from ..model.checkpoint import load_model, read_model_info
 from ..model.default import DEFAULT_MODEL as DEFAULT_BUNDLED
 from ..model.default import bundled_models, default_model_path, resolve_model_path
 from ..model.foreign import code_formats
+from ..model.package import is_bioimageio_package, is_our_package
 from .forms import chosen_path, connect_runner, refresh_layer_combos, run_buttons, watch_layer_list
 from .layers import (
     current_slice,
@@ -67,6 +68,8 @@ class SegmentResult:
     #: One label per object (egg chamber) and its measurements, when asked for.
     objects: np.ndarray | None = None
     table: dict[str, np.ndarray] | None = None
+    #: The holes of the foreground were filled (the record says so, for Refine with CRF).
+    fill_holes: bool = False
 
 
 def segment_job(
@@ -80,13 +83,15 @@ def segment_job(
     source: str = "image",
     uncertainty: bool = False,
     objects: bool = False,
+    fill_holes: bool | None = None,
     trust_model_code: bool = False,
 ) -> Generator[Progress, None, SegmentResult]:
     """Load the model and predict the image (or its slice ``z``): the worker's job.
 
     ``source`` names the image in error messages (e.g. ``"image layer 'cells'"``); with
     ``uncertainty`` the result also holds the per-pixel uncertainty, with ``objects`` one label
-    per egg chamber and the objects' measurements (all computed in the worker);
+    per egg chamber and the objects' measurements (all computed in the worker); ``fill_holes``
+    fills the holes of the foreground (``None``: as the model's file says);
     ``trust_model_code`` lets another tool's package run its code (the user said yes).
     """
     yield Progress(0, 0, "loading the model")
@@ -97,9 +102,11 @@ def segment_job(
     probs = yield from predict_probabilities(
         model, image, axes=axes, tile=tile, device=device, source=source
     )
-    labels = probabilities_to_labels(probs)
+    fill = model.info.fill_holes if fill_holes is None else fill_holes
+    labels = probabilities_to_labels(probs, fill_holes=fill)
     unsure = entropy_uncertainty(probs) if uncertainty else None
-    result = SegmentResult(labels, probs, list(model.info.class_names), str(model_path), unsure)
+    names = list(model.info.class_names)
+    result = SegmentResult(labels, probs, names, str(model_path), unsure, fill_holes=fill)
     if objects:
         yield Progress(0, 0, "splitting the objects")
         result.objects, result.table = measured_objects(labels, image)
@@ -133,6 +140,11 @@ class SegmentWidget(Container):
         self.tile = SpinBox(label="tile size", min=64, max=8192, step=64, value=DEFAULT_TILE)
         self.uncertainty = CheckBox(text="show uncertainty", value=False)
         self.objects = CheckBox(text="objects (one label per chamber)", value=False)
+        self.fill_holes = CheckBox(text="fill holes (solid objects)", value=False)
+        self.fill_holes.tooltip = (
+            "Give background enclosed by an object to the object (egg chambers are solid); "
+            "set to what the chosen model's file says when you choose it"
+        )
         self.objects.tooltip = (
             "Also add a Labels layer with one label per egg chamber (touching chambers split "
             "at the gap); hovering shows each one's area, axes and mean intensity"
@@ -152,12 +164,14 @@ class SegmentWidget(Container):
                 self.tile,
                 self.uncertainty,
                 self.objects,
+                self.fill_holes,
                 buttons,
             ]
         )
         self.runner = JobRunner("Segment", parent=self.native)
         connect_runner(self.runner, self.run_button, self.cancel_button, self.run)
         self.model.changed.connect(self._on_model_changed)
+        self.model_file.changed.connect(self._follow_model)
         self.model.tooltip = (
             "A fine-tuned version from the models folder, the bundled model, or a file"
         )
@@ -205,6 +219,18 @@ class SegmentWidget(Container):
 
     def _on_model_changed(self, _value: Any = None) -> None:
         self.model_file.visible = self.model.value == MODEL_FILE
+        self._follow_model()
+
+    def _follow_model(self, _value: Any = None) -> None:
+        """Set *fill holes* to what the chosen model's file says (left as it is if unreadable)."""
+        try:
+            path = self.model_path()
+            if is_bioimageio_package(path) and not is_our_package(path):
+                self.fill_holes.value = False  # another tool's package: nothing to say
+            else:
+                self.fill_holes.value = read_model_info(path).fill_holes
+        except (FcnsegError, OSError):
+            pass
 
     # ---------------------------------------------------------------- running
     def model_path(self) -> Path:
@@ -259,6 +285,7 @@ class SegmentWidget(Container):
                 source=f"image layer {layer.name!r}",
                 uncertainty=bool(self.uncertainty.value),
                 objects=bool(self.objects.value),
+                fill_holes=bool(self.fill_holes.value),
                 trust_model_code=bool(formats),
             )
         except FcnsegError as exc:
@@ -285,6 +312,7 @@ class SegmentWidget(Container):
             "image_name": layer.name,
             "model": result.model,
             "class_names": result.class_names,
+            "fill_holes": result.fill_holes,
         }
         if z is None:
             record = PredictionRecord.from_prediction(result.labels, result.probabilities, **common)

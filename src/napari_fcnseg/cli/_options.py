@@ -164,6 +164,17 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_fill_holes_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--fill-holes`` / ``--no-fill-holes`` (default ``None``: as the model says)."""
+    parser.add_argument(
+        "--fill-holes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fill the holes of the foreground (background enclosed by an object); default: "
+        "as the model's file says (the bundled egg models fill them: egg chambers are solid)",
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, auto_tile: bool = False) -> None:
     """Add ``--model``, ``--device``, ``--tile`` and ``--batch``.
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
-from ._options import add_command, add_model_options, load_model
+from ._options import add_command, add_fill_holes_option, add_model_options, load_model
 
 EXAMPLES = (
     "fcnseg evaluate --images test/images --labels test/labels",
@@ -46,6 +46,7 @@ def add_parser(
         help="labels named like the images (NAME.tif/.png or NAME_labels.tif)",
     )
     add_model_options(parser)
+    add_fill_holes_option(parser)
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     return parser
 
@@ -80,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
             )
         )
+        fill = model.info.fill_holes if args.fill_holes is None else args.fill_holes
         scores = foreground_scores(
-            probabilities_to_labels(probs), reference, model.info.num_classes
+            probabilities_to_labels(probs, fill_holes=fill), reference, model.info.num_classes
         )
         scored.append((image_path.name, scores))
     means = {

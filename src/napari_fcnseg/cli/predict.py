@@ -14,6 +14,7 @@ from ..errors import InputError
 from ._options import (
     add_axes_option,
     add_command,
+    add_fill_holes_option,
     add_inputs,
     add_model_options,
     expand_inputs,
@@ -81,6 +82,7 @@ def add_parser(
         metavar="N",
         help="mean-field iterations of the CRF",
     )
+    add_fill_holes_option(parser)
     parser.add_argument(
         "--uncertainty",
         action="store_true",
@@ -288,6 +290,7 @@ def _predict_file(
                 crf=args.crf,
                 crf_iterations=args.crf_iterations,
                 uncertainty=write_unsure is not None,
+                fill_holes=args.fill_holes,
             ):
                 if isinstance(event, SliceLabels):
                     if write_unsure is not None and event.uncertainty is not None:
@@ -412,6 +415,7 @@ def _predict_on_cluster(args: argparse.Namespace, inputs: list[Path], outputs: l
         device=args.device,
         crf=args.crf,
         crf_iterations=args.crf_iterations,
+        fill_holes=args.fill_holes,
         torch_threads=threads,
     )
     for handler in logging.getLogger().handlers:  # Dask's INFO lines would drown the progress

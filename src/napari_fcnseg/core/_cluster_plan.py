@@ -29,6 +29,8 @@ class PredictSettings:
         As for :func:`~.predict.predict_slices`.
     crf, crf_iterations
         Refine every slice with the dense CRF, with this many mean-field iterations.
+    fill_holes
+        Fill the holes of the foreground (``None``: as the model's file says).
     torch_threads
         Intra-op threads of torch on each worker (``None``: leave the worker's setting).
     """
@@ -41,6 +43,7 @@ class PredictSettings:
     device: str = "cpu"
     crf: bool = False
     crf_iterations: int = 5
+    fill_holes: bool | None = None
     torch_threads: int | None = None
 
 

@@ -116,6 +116,7 @@ def label_slice_task(
             device=settings.device,
             crf=settings.crf,
             crf_iterations=settings.crf_iterations,
+            fill_holes=settings.fill_holes,
             bounds=bounds,
             slices=[z],
         )

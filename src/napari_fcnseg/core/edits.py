@@ -51,6 +51,9 @@ class PredictionRecord:
         Z indices that hold a prediction (all of them for a 2D image or a whole-stack run).
     checked
         Z indices a person marked as checked: their labels are right as they are.
+    fill_holes
+        The labels had the holes of their foreground filled (:mod:`.holes`); a refinement of
+        them does the same.
     """
 
     prediction: np.ndarray
@@ -60,6 +63,7 @@ class PredictionRecord:
     class_names: list[str] = field(default_factory=list)
     predicted_slices: set[int] = field(default_factory=set)
     checked: set[int] = field(default_factory=set)
+    fill_holes: bool = False
 
     @classmethod
     def from_prediction(
@@ -71,6 +75,7 @@ class PredictionRecord:
         model: str = "",
         class_names: Iterable[str] = (),
         predicted_slices: Iterable[int] | None = None,
+        fill_holes: bool = False,
     ) -> PredictionRecord:
         """Record ``labels`` as predicted, keeping a copy that later edits cannot touch."""
         labels = np.asarray(labels)
@@ -84,7 +89,14 @@ class PredictionRecord:
         depth = labels.shape[0] if labels.ndim == 3 else 1
         slices = set(range(depth)) if predicted_slices is None else set(predicted_slices)
         return cls(
-            labels.copy(), probabilities, image_name, model, list(class_names), slices, set()
+            labels.copy(),
+            probabilities,
+            image_name,
+            model,
+            list(class_names),
+            slices,
+            set(),
+            fill_holes,
         )
 
     @classmethod

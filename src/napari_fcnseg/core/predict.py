@@ -327,8 +327,17 @@ def predict_probabilities(
     return out
 
 
-def probabilities_to_labels(probabilities: np.ndarray) -> np.ndarray:
-    """Most probable class per pixel (0 = background), as uint8 or uint16."""
+def probabilities_to_labels(probabilities: np.ndarray, *, fill_holes: bool = False) -> np.ndarray:
+    """Most probable class per pixel (0 = background), as uint8 or uint16.
+
+    ``fill_holes``: give the holes of the foreground to the foreground, slice by slice
+    (:func:`~.holes.fill_foreground_holes`; what a model with ``info.fill_holes`` asks for).
+    """
     from ..io.labels import labels_dtype
 
-    return np.argmax(probabilities, axis=0).astype(labels_dtype(probabilities.shape[0]))
+    labels = np.argmax(probabilities, axis=0).astype(labels_dtype(probabilities.shape[0]))
+    if fill_holes:
+        from .holes import fill_foreground_holes
+
+        labels = fill_foreground_holes(labels, probabilities)
+    return labels

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .predict import DEFAULT_BATCH, DEFAULT_OVERLAP, SlicePrediction, predict_slices, prepare_image
+from .predict import (
+    DEFAULT_BATCH,
+    DEFAULT_OVERLAP,
+    SlicePrediction,
+    predict_slices,
+    prepare_image,
+    probabilities_to_labels,
+)
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -48,6 +55,7 @@ def label_slices(
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
     slices: Sequence[int] | None = None,
     uncertainty: bool = False,
+    fill_holes: bool | None = None,
 ) -> Generator[Progress | SliceLabels, None, None]:
     """Predict, optionally refine with the CRF, and label a stack one slice at a time.
 
@@ -55,14 +63,14 @@ def label_slices(
     numpy, dask or zarr-backed dask array: only one slice is read and held at a time. The CRF
     runs per slice (2D), on that slice's pixels. With ``uncertainty`` each slice also carries
     the normalised entropy of its (refined) probabilities
-    (:func:`~.uncertainty.entropy_uncertainty`). See :func:`~.predict.predict_slices` for the
-    other parameters.
+    (:func:`~.uncertainty.entropy_uncertainty`). ``fill_holes`` fills the holes of the
+    foreground (:mod:`.holes`); ``None``: as the model's file says. See
+    :func:`~.predict.predict_slices` for the other parameters.
     """
-    from ..io.labels import labels_dtype
     from .crf import refine_with_crf
     from .uncertainty import entropy_uncertainty
 
-    dtype = labels_dtype(model.info.num_classes)
+    fill = model.info.fill_holes if fill_holes is None else fill_holes
     prepared = prepare_image(image, model.info.in_channels, axes) if crf else None
     for event in predict_slices(
         model,
@@ -81,6 +89,6 @@ def label_slices(
                 pixels = np.asarray(prepared.stack[event.index])
                 probs = refine_with_crf(pixels, probs, iterations=crf_iterations, device=device)
             unsure = entropy_uncertainty(probs) if uncertainty else None
-            yield SliceLabels(event.index, probs.argmax(axis=0).astype(dtype), unsure)
+            yield SliceLabels(event.index, probabilities_to_labels(probs, fill_holes=fill), unsure)
         else:
             yield event

@@ -59,6 +59,9 @@ class ModelInfo:
     scale
         Factor images are resized by before the network (0.5: half size along Y and X); the
         probabilities are resized back to the image's size (:mod:`..core.rescale`).
+    fill_holes
+        The objects are solid (egg chambers): labels made from this model's probabilities have
+        the holes of their foreground filled (:mod:`..core.holes`) unless the user says not to.
     format_version
         Version of this file layout.
     """
@@ -70,6 +73,7 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     crf: dict[str, Any] | None = None
     scale: float = 1.0
+    fill_holes: bool = False
     format_version: int = FORMAT_VERSION
 
     @property
@@ -78,8 +82,14 @@ class ModelInfo:
         return len(self.class_names)
 
     def to_json(self) -> str:
-        """Serialise to JSON text (format 1, without ``scale``, when the scale is 1)."""
+        """Serialise to JSON text (format 1, without ``scale``, when the scale is 1).
+
+        ``fill_holes`` is written only when true: older releases ignore it (they label without
+        filling), and files of models without it stay as they were.
+        """
         raw = asdict(self)
+        if not self.fill_holes:
+            del raw["fill_holes"]
         if self.scale == 1.0:
             del raw["scale"]
             raw["format_version"] = _FIRST_VERSION
@@ -111,6 +121,8 @@ class ModelInfo:
             info.scale = check_scale(info.scale)
         except InputError as exc:
             raise ModelFileError(f"{source}: {exc}") from None
+        if not isinstance(info.fill_holes, bool):
+            raise ModelFileError(f"{source}: its fill_holes is {info.fill_holes!r}, not true/false")
         info.format_version = FORMAT_VERSION
         return info
 

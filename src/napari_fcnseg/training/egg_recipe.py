@@ -47,12 +47,15 @@ def egg_chamber_model(seed: int = 0, *, structure: bool = False) -> Segmentation
 
     The initial weights are drawn from ``seed`` (the global torch generator is left as it was),
     so that a re-run of the recipe starts from the same network. ``structure``: four classes
-    (:data:`STRUCTURE_CLASS_NAMES`) instead of two.
+    (:data:`STRUCTURE_CLASS_NAMES`) instead of two. Its file says ``fill_holes``.
     """
     classes = STRUCTURE_CLASS_NAMES if structure else EGG_CLASS_NAMES
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SegmentationModel.create(classes, 3, depth=4, base_features=16)
+        model = SegmentationModel.create(classes, 3, depth=4, base_features=16)
+    # Egg chambers are solid: their labels never have holes (napari_fcnseg.core.holes).
+    model.info.fill_holes = True
+    return model
 
 
 def _labels(structures: np.ndarray, structure: bool) -> np.ndarray:

@@ -1,0 +1,54 @@
+"""Fill the holes of the foreground: for objects that are solid, such as egg chambers.
+
+An egg chamber is one solid region in its annotation (none of the shared real slices'
+annotated egg chambers has a hole), but the U-Net's mask can have holes where a chamber's
+inside is dark (the cytoplasm between nurse-cell nuclei). A model whose file says
+``fill_holes`` (:class:`~napari_fcnseg.model.checkpoint.ModelInfo`; the bundled egg models do)
+has every background region that the foreground encloses given to the foreground. What this
+changes on the shared slices is measured in ``benchmarks/README.md`` ("Egg chambers on real
+slices").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+
+
+def fill_foreground_holes(
+    labels: np.ndarray, probabilities: np.ndarray | None = None
+) -> np.ndarray:
+    """Return ``labels`` (Y, X) or (Z, Y, X) with the holes of the foreground (label > 0) filled.
+
+    A stack is filled slice by slice: a hole is background that the foreground of its own
+    slice encloses (a region open to the image border is not a hole). With two classes a hole
+    becomes class 1; with more, each hole pixel takes its most probable class above the
+    background (``probabilities``, shaped (K, *labels.shape)), or class 1 without them.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise InputError(f"holes are filled in (Y, X) or (Z, Y, X) labels, got {labels.shape}")
+    if probabilities is not None and tuple(probabilities.shape[1:]) != labels.shape:
+        raise InputError(
+            f"probabilities shaped {tuple(probabilities.shape)} do not match labels shaped "
+            f"{labels.shape}"
+        )
+    out = labels.copy()
+    planes: list[tuple[int | slice, ...]] = (
+        [(slice(None),)] if labels.ndim == 2 else [(z,) for z in range(labels.shape[0])]
+    )
+    for where in planes:
+        foreground = labels[where] > 0
+        holes = ndi.binary_fill_holes(foreground) & ~foreground
+        if not holes.any():
+            continue
+        if probabilities is None or probabilities.shape[0] <= 2:
+            fill = np.ones(int(holes.sum()), dtype=labels.dtype)
+        else:
+            above = probabilities[(slice(1, None), *where)][:, holes]
+            fill = (1 + above.argmax(axis=0)).astype(labels.dtype)
+        plane = out[where]
+        plane[holes] = fill
+    return out
