@@ -13,8 +13,9 @@ then scores B and C; round 2 corrects B too and scores C. Two kinds of correctio
 Each round reports the IoU on the slices not yet corrected, after 15, 30 and 60 s (the model
 the round would keep if stopped then: the best on held-out pixels so far, the start included),
 the held-out scores, steps and seconds, and, in the same run, a random forest on multiscale
-features (ilastik-style) trained on the same corrected slices. Checks the targets of the
-loop issue and writes ``docs/images/correction_loop.png``.
+features (ilastik-style) trained on the same corrected slices. Masks are scored as a user sees
+them: with their holes filled when the model's file says so (the egg recipe's models do).
+Checks the targets of the loop issue and writes ``docs/images/correction_loop.png``.
 
     python benchmarks/bench_loop.py [--start benchmarks/_work/pretrained_seed0.safetensors]
         [--modes full,brush] [--budget 60] [--set name=value ...] [--tag NAME]
@@ -42,7 +43,7 @@ import _report as report
 from _baselines import RandomForestBaseline, features
 
 from napari_fcnseg.core.metrics import iou_and_dice
-from napari_fcnseg.core.predict import predict_probabilities
+from napari_fcnseg.core.predict import predict_probabilities, probabilities_to_labels
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import SegmentationModel, load_model
 from napari_fcnseg.training import egg_recipe
@@ -59,8 +60,9 @@ CHECKPOINTS = (15.0, 30.0, 60.0)
 
 
 def predict_mask(model: SegmentationModel, image: np.ndarray) -> np.ndarray:
+    """The mask a user sees: holes filled when the model's file says so (the egg recipe's do)."""
     probs = run_to_completion(predict_probabilities(model, image, device="cpu"))
-    return probs.argmax(0) > 0
+    return probabilities_to_labels(probs, fill_holes=model.info.fill_holes) > 0
 
 
 def iou(model: SegmentationModel, sample: TrainingSample) -> float:

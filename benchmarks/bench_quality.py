@@ -3,10 +3,16 @@
 Part ``eggs``: leave-one-out binary egg-chamber IoU on the three shared real slices. For each
 slice, the recipe of the bundled model (``napari_fcnseg.training.egg_recipe``: synthetic
 pretraining, then synthetic + the two other real slices) trains a U-Net that never saw the slice;
-it is scored without and with "Refine with CRF" (default parameters), each as the argmax of the
-probabilities and with the holes of the mask filled (what the bundled models' labels get,
-``napari_fcnseg.core.holes``), next to Otsu (+ closing and hole filling) and a random forest on
-multiscale features trained on the same two real slices.
+it is scored without and with "Refine with CRF" (default parameters): the trained network at
+0.5, the recipe's model (the network's foreground threshold raised to
+``egg_recipe.EGG_FOREGROUND_THRESHOLD``) and that with the holes filled as Segment shows it
+(``napari_fcnseg.core.predict.model_labels``), next to Otsu (+ closing and hole filling) and a
+random forest on multiscale features trained on the same two real slices. A table of the IoU
+against the foreground threshold shows how the recipe's threshold was chosen: for each slice,
+the threshold best on the other two folds' slices (each scored by the fold that never saw it).
+
+Then leave-one-stain-out: the recipe trained on the red slice alone and scored on the two
+magenta ones (the red slice held out is its leave-one-out fold).
 
 Part ``structure``: the same for the four-structure variant of the recipe (background,
 follicle cells, nurse-cell nuclei, nurse-cell cytoplasm): per-class F1 and IoU of the
@@ -43,7 +49,7 @@ from _baselines import RandomForestBaseline, otsu_mask
 
 from napari_fcnseg.core.crf import refine_with_crf
 from napari_fcnseg.core.metrics import iou_and_dice
-from napari_fcnseg.core.predict import predict_probabilities, probabilities_to_labels
+from napari_fcnseg.core.predict import model_labels, predict_probabilities, probabilities_to_labels
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import load_model, save_model
 from napari_fcnseg.model.default import resolve_model_path
@@ -60,6 +66,9 @@ DATA = ROOT.parent / "shared" / "data" / "drosophila_ovary"
 def _iou(prediction: np.ndarray, truth: np.ndarray) -> float:
     return iou_and_dice(prediction, truth)[0]
 
+
+#: Foreground thresholds of the egg part's table (0.50 is the most probable class).
+THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
 
 #: Where the fine-tuning part trains and predicts (``--device``); the egg part always uses the CPU.
 DEVICE = "cpu"
@@ -102,6 +111,7 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         train_s = time.perf_counter() - t0
         truth = held_out.labels > 0
         probs = _probabilities(model, held_out.image)
+        network = _probabilities(_unshifted(model), held_out.image)
         t0 = time.perf_counter()
         refined = refine_with_crf(held_out.image, probs, device="cpu")
         crf_s = time.perf_counter() - t0
@@ -113,10 +123,14 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
                 "slice": held_out.name,
                 "otsu": _iou(otsu_mask(held_out.image), truth),
                 "forest": _iou(forest.predict(held_out.image), truth),
+                "network": _iou(network.argmax(0) > 0, truth),
                 "unet": _iou(probs.argmax(0) > 0, truth),
-                "unet_fill": _iou(probabilities_to_labels(probs, fill_holes=True) > 0, truth),
-                "crf": _iou(refined.argmax(0) > 0, truth),
-                "crf_fill": _iou(probabilities_to_labels(refined, fill_holes=True) > 0, truth),
+                "unet_seen": _iou(model_labels(model.info, probs) > 0, truth),
+                "crf_network": _iou(
+                    refine_with_crf(held_out.image, network, device="cpu").argmax(0) > 0, truth
+                ),
+                "crf_seen": _iou(model_labels(model.info, refined) > 0, truth),
+                "by_threshold": [_iou(network[0] < 1 - t, truth) for t in THRESHOLDS],
                 "train_s": None if reused else train_s,
                 "crf_s": crf_s,
                 "forest_s": forest.train_seconds,
@@ -126,18 +140,21 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         "\nLeave-one-out binary egg-chamber IoU on the shared real slices "
         "(each model never saw the slice it is scored on)"
     )
-    keys = ("otsu", "forest", "unet", "unet_fill", "crf", "crf_fill")
+    keys = ("otsu", "forest", "network", "unet", "unet_seen", "crf_network", "crf_seen")
+    threshold = model.info.provenance.get("foreground_threshold", 0.5)
     print(
-        "| slice | Otsu + closing + fill | random forest | U-Net | U-Net, holes filled | "
-        "U-Net + CRF | U-Net + CRF, holes filled |"
+        "| slice | Otsu + closing + fill | random forest | U-Net at 0.5 | "
+        f"U-Net at {threshold} (the recipe) | the recipe, holes filled (what Segment shows) | "
+        "U-Net at 0.5 + CRF | the recipe + CRF, holes filled |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['slice']} | " + " | ".join(f"{r[key]:.3f}" for key in keys) + " |")
     means = {key: np.mean([r[key] for r in rows]) for key in keys}
     print("| mean | " + " | ".join(f"{means[key]:.3f}" for key in keys) + " |")
     worst = {key: min(r[key] for r in rows) for key in keys}
     print("| worst slice | " + " | ".join(f"{worst[key]:.3f}" for key in keys) + " |")
+    _threshold_table(rows)
     trained = [r["train_s"] for r in rows if r["train_s"] is not None]
     training = f"{np.mean(trained):.0f} s" if trained else "reused from benchmarks/_work"
     print(
@@ -145,6 +162,94 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         f"random forest {np.mean([r['forest_s'] for r in rows]):.0f} s, CRF "
         f"{np.mean([r['crf_s'] for r in rows]):.2f} s per slice"
     )
+    _stain_out(real, pretrained, retrain, tag, changes)
+
+
+#: The shared slices by stain, as their images look: leave-one-stain-out holds out a group.
+#: Holding out the red one is the leave-one-out fold of insitu4174; holding out the magenta
+#: ones trains on insitu4174 alone.
+STAINS = {"red": ("insitu4174",), "magenta": ("insitu7331", "insitu7544")}
+
+
+def _stain_out(
+    real: list[TrainingSample], pretrained, retrain: bool, tag: str, changes: dict | None
+) -> None:
+    """Leave-one-stain-out: the recipe trained on the red slice only, scored on the magenta."""
+    train = [s for s in real if s.name in STAINS["red"]]
+    held = [s for s in real if s.name in STAINS["magenta"]]
+    fold_model = WORK / f"stain_out_magenta_{tag}.safetensors"
+    t0 = time.perf_counter()
+    if fold_model.exists() and not retrain:
+        model = load_model(fold_model)
+        print(f"\nmagenta held out: reused {fold_model}")
+    else:
+        job = egg_recipe.train_egg_chamber_model(
+            train, seed=0, device="cpu", pretrained=pretrained, changes=changes
+        )
+        model = run_to_completion(job).model
+        save_model(model, fold_model, overwrite=True)
+        print(f"\nmagenta held out: trained in {time.perf_counter() - t0:.0f} s")
+    forest = RandomForestBaseline().fit([s.image for s in train], [s.labels > 0 for s in train])
+    threshold = model.info.provenance.get("foreground_threshold", 0.5)
+    print(
+        "Leave-one-stain-out: trained on the red slice (insitu4174) only, scored on the two "
+        "magenta slices (the red slice held out is insitu4174's row above)"
+    )
+    print(
+        f"| slice | random forest | U-Net at 0.5 | U-Net at {threshold} (the recipe) | "
+        "the recipe, holes filled | the recipe + CRF, holes filled | best threshold (IoU) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for sample in held:
+        truth = sample.labels > 0
+        probs = _probabilities(model, sample.image)
+        network = _probabilities(_unshifted(model), sample.image)
+        refined = refine_with_crf(sample.image, probs, device="cpu")
+        grid = [_iou(network[0] < 1 - t, truth) for t in THRESHOLDS]
+        best = int(np.argmax(grid))
+        cells = [
+            _iou(forest.predict(sample.image), truth),
+            _iou(network.argmax(0) > 0, truth),
+            _iou(probs.argmax(0) > 0, truth),
+            _iou(model_labels(model.info, probs) > 0, truth),
+            _iou(model_labels(model.info, refined) > 0, truth),
+        ]
+        print(
+            f"| {sample.name} | "
+            + " | ".join(f"{v:.3f}" for v in cells)
+            + f" | {THRESHOLDS[best]:.2f} ({grid[best]:.3f}) |"
+        )
+
+
+def _unshifted(model):
+    """``model`` without the recipe's foreground threshold: the trained network's own output."""
+    import copy
+
+    shift = model.info.provenance.get("background_logit_shift")
+    if not shift:
+        return model
+    raw = copy.deepcopy(model)
+    with torch.no_grad():
+        raw.unet.head.bias[0] -= shift
+    return raw
+
+
+def _threshold_table(rows: list[dict]) -> None:
+    """IoU against the foreground threshold, and each slice's threshold chosen on the others."""
+    print("\nIoU of the trained network against the foreground threshold (no hole filling)")
+    print("| slice | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " | chosen on the others |")
+    print("|---|" + "---|" * (len(THRESHOLDS) + 1))
+    for r in rows:
+        others = [o["by_threshold"] for o in rows if o is not r]
+        best = int(np.argmax(np.mean(others, axis=0)))
+        chosen = f"{THRESHOLDS[best]:.2f}: {r['by_threshold'][best]:.3f}"
+        print(
+            f"| {r['slice']} | "
+            + " | ".join(f"{v:.3f}" for v in r["by_threshold"])
+            + f" | {chosen} |"
+        )
+    means = np.mean([r["by_threshold"] for r in rows], axis=0)
+    print("| mean | " + " | ".join(f"{v:.3f}" for v in means) + " | |")
 
 
 def _class_scores(prediction: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, list]:

@@ -88,3 +88,33 @@ def test_the_structure_variant_keeps_the_four_classes(miniature):
         assert np.array_equal(four.labels > 0, two.labels > 0)
     result = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", structure=True))
     assert result.model.info.class_names == recipe.STRUCTURE_CLASS_NAMES
+    assert "foreground_threshold" not in result.model.info.provenance  # measured for eggs only
+
+
+def test_the_egg_model_calls_foreground_only_above_the_recipes_threshold(miniature):
+    import copy
+
+    from napari_fcnseg.core.predict import predict_probabilities
+
+    stage1 = _run(recipe.pretrain_egg_chamber_model(seed=0, device="cpu")).model
+    assert "foreground_threshold" not in stage1.info.provenance  # the first stage keeps 0.5
+    model = _run(
+        recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", pretrained=stage1)
+    ).model
+    threshold = recipe.EGG_FOREGROUND_THRESHOLD
+    assert model.info.provenance["foreground_threshold"] == threshold
+    raw = copy.deepcopy(model)  # the trained network without the shift
+    with torch.no_grad():
+        raw.unet.head.bias[0] -= model.info.provenance["background_logit_shift"]
+    image = miniature[0].image
+    before = _run(predict_probabilities(raw, image, device="cpu"))
+    after = _run(predict_probabilities(model, image, device="cpu"))
+    clear = np.abs(before[1] - threshold) > 1e-3  # away from the threshold itself
+    np.testing.assert_array_equal((after.argmax(0) == 1)[clear], (before[1] > threshold)[clear])
+
+
+def test_a_foreground_threshold_outside_0_1_is_refused():
+    from napari_fcnseg.errors import InputError
+
+    with pytest.raises(InputError, match="between 0 and 1"):
+        recipe.shift_foreground_threshold(recipe.egg_chamber_model(), 1.0)

@@ -121,3 +121,28 @@ def test_a_model_of_more_classes_is_validated_by_its_class_iou():
 
         prediction = run_to_completion(predict_probabilities(model, sample.image)).argmax(0)
     assert counts[:, 0].sum() == ((prediction == labels) & (labels > 0)).sum()
+
+
+def test_a_fine_tune_scores_the_labels_a_user_sees_holes_filled(trained_tiny_model):
+    import copy
+
+    import torch
+
+    from napari_fcnseg.training._validation import validate
+    from napari_fcnseg.training.config import FineTuneSettings
+    from napari_fcnseg.training.samples import TrainingSample, prepare_sample
+    from tests.helpers import ring
+
+    assert FineTuneSettings(max_steps=1).train_config().labels_as_seen
+    model = copy.deepcopy(trained_tiny_model)
+    model.info.fill_holes = True
+    image, _ = ring()
+    yy, xx = np.mgrid[:64, :64]
+    disk = ((yy - 32) ** 2 + (xx - 32) ** 2 < (64 // 3) ** 2).astype(np.uint8)
+    sample = TrainingSample(image, disk)
+    target = prepare_sample(sample, 3, model.info.normalization)
+    args = (model, [sample], [target], torch.device("cpu"))
+    seen, argmax = validate(*args, as_seen=True), validate(*args)
+    assert seen["iou"] > argmax["iou"]  # the hole counts against the argmax only
+    model.info.fill_holes = False
+    assert validate(*args, as_seen=True)["iou"] == argmax["iou"]

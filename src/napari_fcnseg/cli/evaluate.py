@@ -54,7 +54,7 @@ def add_parser(
 def run(args: argparse.Namespace) -> int:
     """Run ``fcnseg evaluate``; return the exit status."""
     from ..core.metrics import foreground_scores
-    from ..core.predict import predict_probabilities, probabilities_to_labels
+    from ..core.predict import model_labels, predict_probabilities
     from ..core.progress import run_to_completion
     from ..io.images import IMAGE_SUFFIXES, read_image
     from ..io.labels import read_labels
@@ -81,10 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
             )
         )
-        fill = model.info.fill_holes if args.fill_holes is None else args.fill_holes
-        scores = foreground_scores(
-            probabilities_to_labels(probs, fill_holes=fill), reference, model.info.num_classes
-        )
+        labels = model_labels(model.info, probs, fill_holes=args.fill_holes)
+        scores = foreground_scores(labels, reference, model.info.num_classes)
         scored.append((image_path.name, scores))
     means = {
         key: sum(s[key] for _, s in scored) / len(scored) for key in ("iou", "dice", "class_iou")

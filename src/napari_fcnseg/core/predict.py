@@ -20,7 +20,7 @@ import torch
 from ..errors import InputError
 from ..io.axes import Layout, infer_layout, to_zyxc
 from ..io.images import check_pixels
-from ..model.checkpoint import SegmentationModel
+from ..model.checkpoint import ModelInfo, SegmentationModel
 from .device import resolve_device
 from .normalize import normalization_bounds, normalize_slice
 from .pipeline import in_background
@@ -331,7 +331,8 @@ def probabilities_to_labels(probabilities: np.ndarray, *, fill_holes: bool = Fal
     """Most probable class per pixel (0 = background), as uint8 or uint16.
 
     ``fill_holes``: give the holes of the foreground to the foreground, slice by slice
-    (:func:`~.holes.fill_foreground_holes`; what a model with ``info.fill_holes`` asks for).
+    (:func:`~.holes.fill_foreground_holes`). Whether a model's labels need it, its file says:
+    :func:`model_labels`.
     """
     from ..io.labels import labels_dtype
 
@@ -341,3 +342,14 @@ def probabilities_to_labels(probabilities: np.ndarray, *, fill_holes: bool = Fal
 
         labels = fill_foreground_holes(labels, probabilities)
     return labels
+
+
+def model_labels(
+    info: ModelInfo, probabilities: np.ndarray, *, fill_holes: bool | None = None
+) -> np.ndarray:
+    """Labels of ``probabilities`` as the model's file says: holes filled if its ``fill_holes``.
+
+    ``fill_holes`` overrides the file when not ``None`` (the user's choice).
+    """
+    fill = info.fill_holes if fill_holes is None else fill_holes
+    return probabilities_to_labels(probabilities, fill_holes=fill)

@@ -18,9 +18,9 @@ from .predict import (
     DEFAULT_BATCH,
     DEFAULT_OVERLAP,
     SlicePrediction,
+    model_labels,
     predict_slices,
     prepare_image,
-    probabilities_to_labels,
 )
 from .progress import Progress
 
@@ -63,14 +63,13 @@ def label_slices(
     numpy, dask or zarr-backed dask array: only one slice is read and held at a time. The CRF
     runs per slice (2D), on that slice's pixels. With ``uncertainty`` each slice also carries
     the normalised entropy of its (refined) probabilities
-    (:func:`~.uncertainty.entropy_uncertainty`). ``fill_holes`` fills the holes of the
-    foreground (:mod:`.holes`); ``None``: as the model's file says. See
+    (:func:`~.uncertainty.entropy_uncertainty`). Labels are made as the model's file says
+    (:func:`~.predict.model_labels`); ``fill_holes`` overrides its choice when not ``None``. See
     :func:`~.predict.predict_slices` for the other parameters.
     """
     from .crf import refine_with_crf
     from .uncertainty import entropy_uncertainty
 
-    fill = model.info.fill_holes if fill_holes is None else fill_holes
     prepared = prepare_image(image, model.info.in_channels, axes) if crf else None
     for event in predict_slices(
         model,
@@ -89,6 +88,8 @@ def label_slices(
                 pixels = np.asarray(prepared.stack[event.index])
                 probs = refine_with_crf(pixels, probs, iterations=crf_iterations, device=device)
             unsure = entropy_uncertainty(probs) if uncertainty else None
-            yield SliceLabels(event.index, probabilities_to_labels(probs, fill_holes=fill), unsure)
+            yield SliceLabels(
+                event.index, model_labels(model.info, probs, fill_holes=fill_holes), unsure
+            )
         else:
             yield event

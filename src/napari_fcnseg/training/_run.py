@@ -161,6 +161,7 @@ def validate_run(
             tile=run.config.validation_tile,
             with_crf=with_crf,
             block=config.selection_block if config.selection_confidence > 0 else None,
+            as_seen=config.labels_as_seen,
         )
         name = phase or ("crf" if with_crf else "unet")
         improved = run.record(name, loss, scores, with_crf=with_crf)

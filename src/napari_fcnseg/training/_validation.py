@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..core.metrics import foreground_scores
-from ..core.predict import predict_probabilities
+from ..core.predict import model_labels, predict_probabilities
 from ..core.progress import run_to_completion
 from ..model.checkpoint import SegmentationModel
 from ..model.combined import refine_with_model_crf
@@ -27,6 +27,7 @@ def validate(
     tile: int = 1024,
     with_crf: bool = False,
     block: int | None = None,
+    as_seen: bool = False,
 ) -> dict[str, Any]:
     """Mean IoU and mean class IoU over ``samples``, on their annotated pixels.
 
@@ -40,7 +41,8 @@ def validate(
     ``block``, ``"blocks"`` holds the foreground intersection and union of every block of the
     annotated pixels (:func:`.evidence.block_counts`, all samples in turn; summed over the
     classes for more than two), ``block`` px or less on small images, as the hold-out cuts them
-    (:func:`.holdout.block_side`).
+    (:func:`.holdout.block_side`). With ``as_seen`` the labels scored are made as the model's
+    file says (:func:`~napari_fcnseg.core.predict.model_labels`), else the most probable class.
     """
     classes = model.info.num_classes > 2
     ious, class_ious, blocks = [], [], []
@@ -51,7 +53,7 @@ def validate(
         )
         if with_crf:
             probs = refine_with_model_crf(model, image, probs, device=device)
-        prediction = probs.argmax(axis=0)
+        prediction = model_labels(model.info, probs) if as_seen else probs.argmax(axis=0)
         valid = prepared.target != IGNORE_LABEL
         if not valid.any():
             continue

@@ -53,7 +53,10 @@ class TrainConfig:
     is the start unless a later validation beat it; with ``selection_confidence`` above 0, beat
     it that surely (the share of paired bootstrap resamples of ``selection_block``-px
     validation blocks, of those that tell the two apart, in which it scores higher;
-    :mod:`.evidence`). ``validate_seconds`` also
+    :mod:`.evidence`). ``labels_as_seen`` scores labels made as the model's file says
+    (:func:`~napari_fcnseg.core.predict.model_labels`: holes filled where it says so) instead
+    of the most probable class (what the bundled models' recipe selected by).
+    ``validate_seconds`` also
     validates whenever that many seconds passed since the last validation (time budgets, where
     the step count is unknown). ``scale`` sets the trained model's working scale (images resized
     by it before the network, see :mod:`~napari_fcnseg.core.rescale`); ``None`` keeps the
@@ -91,6 +94,7 @@ class TrainConfig:
     validate_start: bool = False
     selection_confidence: float = 0.0
     selection_block: int = 128
+    labels_as_seen: bool = False
     validate_seconds: float | None = None
     scale: float | None = None
     legacy_elastic: bool = False
@@ -250,6 +254,7 @@ class FineTuneSettings:
             validate_start=True,
             selection_confidence=self.selection_confidence,
             selection_block=self.holdout_block,
+            labels_as_seen=True,  # never worse in what the user sees
             validate_every=100_000,  # by time instead: validate_seconds
             validate_seconds=self.validate_seconds,
             patience=100_000,  # the budget ends the round; selection keeps the best
