@@ -54,7 +54,7 @@ def test_a_stack_is_filled_slice_by_slice():
 
 
 def test_shapes_are_checked():
-    with pytest.raises(InputError, match="holes are filled"):
+    with pytest.raises(InputError, match=r"must be \(Y, X\) or \(Z, Y, X\)"):
         fill_foreground_holes(np.zeros(5, np.uint8))
     with pytest.raises(InputError, match="do not match"):
         fill_foreground_holes(np.zeros((4, 4), np.uint8), np.zeros((2, 5, 5), np.float32))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.labels import check_labels_and_probabilities
 
 __all__ = [
     "AnnotatedSlice",
@@ -79,13 +80,7 @@ class PredictionRecord:
     ) -> PredictionRecord:
         """Record ``labels`` as predicted, keeping a copy that later edits cannot touch."""
         labels = np.asarray(labels)
-        if labels.ndim not in (2, 3):
-            raise InputError(f"labels must be (Y, X) or (Z, Y, X); got shape {labels.shape}")
-        if probabilities is not None and tuple(probabilities.shape[1:]) != labels.shape:
-            raise InputError(
-                f"probabilities shaped {probabilities.shape} do not match labels shaped "
-                f"{labels.shape}; expected (K, {', '.join(map(str, labels.shape))})"
-            )
+        check_labels_and_probabilities(labels, probabilities)
         depth = labels.shape[0] if labels.ndim == 3 else 1
         slices = set(range(depth)) if predicted_slices is None else set(predicted_slices)
         return cls(

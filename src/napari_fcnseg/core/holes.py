@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import InputError
+from ..io.labels import check_labels_and_probabilities
 
 
 def fill_foreground_holes(
@@ -28,13 +28,7 @@ def fill_foreground_holes(
     background (``probabilities``, shaped (K, *labels.shape)), or class 1 without them.
     """
     labels = np.asarray(labels)
-    if labels.ndim not in (2, 3):
-        raise InputError(f"holes are filled in (Y, X) or (Z, Y, X) labels, got {labels.shape}")
-    if probabilities is not None and tuple(probabilities.shape[1:]) != labels.shape:
-        raise InputError(
-            f"probabilities shaped {tuple(probabilities.shape)} do not match labels shaped "
-            f"{labels.shape}"
-        )
+    check_labels_and_probabilities(labels, probabilities)
     out = labels.copy()
     planes: list[tuple[int | slice, ...]] = (
         [(slice(None),)] if labels.ndim == 2 else [(z,) for z in range(labels.shape[0])]

@@ -22,6 +22,20 @@ def labels_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
 
 
+def check_labels_and_probabilities(labels: np.ndarray, probabilities: np.ndarray | None) -> None:
+    """Raise :class:`InputError` unless the labels and their probabilities fit each other.
+
+    ``labels`` must be (Y, X) or (Z, Y, X), and ``probabilities`` (when given) (K, *labels.shape).
+    """
+    if labels.ndim not in (2, 3):
+        raise InputError(f"labels must be (Y, X) or (Z, Y, X); got shape {labels.shape}")
+    if probabilities is not None and tuple(probabilities.shape[1:]) != labels.shape:
+        raise InputError(
+            f"probabilities shaped {probabilities.shape} do not match labels shaped "
+            f"{labels.shape}; expected (K, {', '.join(map(str, labels.shape))})"
+        )
+
+
 def write_labels(
     path: str | os.PathLike[str],
     labels: np.ndarray,
