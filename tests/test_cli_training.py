@@ -161,6 +161,24 @@ def test_train_new_model_then_fine_tune(filled_set, tmp_path, capsys):
     assert len(manifest["items"]) == 3
 
 
+def test_train_writes_fill_holes_and_a_fine_tune_inherits_it(filled_set, tmp_path, capsys):
+    common = ("--max-steps", "1", "--batch", "2", "--crop", "32", "--device", "cpu")
+    solid = tmp_path / "solid.safetensors"
+    assert fcnseg("train", "--data", filled_set, "--out", solid, "--fill-holes", *common) == 0
+    assert load_model(solid).info.fill_holes
+    tuned = tmp_path / "tuned.safetensors"
+    assert fcnseg("train", "--data", filled_set, "--out", tuned, "--init", solid, *common) == 0
+    assert load_model(tuned).info.fill_holes  # inherited from the start
+    hollow = tmp_path / "hollow.safetensors"
+    args = ("--out", hollow, "--init", solid, "--no-fill-holes")
+    assert fcnseg("train", "--data", filled_set, *args, *common) == 0
+    assert not load_model(hollow).info.fill_holes
+    plain = tmp_path / "plain.safetensors"
+    assert fcnseg("train", "--data", filled_set, "--out", plain, *common) == 0
+    assert not load_model(plain).info.fill_holes  # a new model: no unless asked
+    capsys.readouterr()
+
+
 def test_train_on_plain_folder_pair(tmp_path, capsys):
     for sub in ("images", "labels"):
         (tmp_path / "data" / sub).mkdir(parents=True)

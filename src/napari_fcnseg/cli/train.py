@@ -201,6 +201,14 @@ def add_parser(
         metavar="DIR",
         help="write best.safetensors and latest.safetensors here while training; default: none",
     )
+    parser.add_argument(
+        "--fill-holes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write in the model that its objects are solid: labels made with it get the "
+        "holes of their foreground filled (predict, evaluate, Segment); default: as the --init "
+        "model says, else no",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 
@@ -245,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         channels = sample_channels(train[0].image)
         model = SegmentationModel.create(annotated.class_names, channels)
         names = {}
+    if args.fill_holes is not None:
+        model.info.fill_holes = args.fill_holes  # a fine-tune is then scored with it too
     if model.info.class_names != annotated.class_names:
         log.warning(
             "the model's classes %s differ from the set's %s; training uses the label numbers",
