@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QMessageBox
 from ..core.device import DEVICE_CHOICES
 from ..core.edits import PredictionRecord
 from ..core.instances import measured_objects
-from ..core.predict import DEFAULT_TILE, model_labels, predict_probabilities
+from ..core.predict import DEFAULT_TILE, predict_probabilities, probabilities_to_labels
 from ..core.progress import Progress
 from ..core.uncertainty import entropy_uncertainty
 from ..errors import FcnsegError, InputError, ModelFileError
@@ -103,7 +103,7 @@ def segment_job(
         model, image, axes=axes, tile=tile, device=device, source=source
     )
     fill = model.info.fill_holes if fill_holes is None else fill_holes
-    labels = model_labels(model.info, probs, fill_holes=fill)
+    labels = probabilities_to_labels(probs, fill_holes=fill)
     unsure = entropy_uncertainty(probs) if uncertainty else None
     names = list(model.info.class_names)
     result = SegmentResult(labels, probs, names, str(model_path), unsure, fill_holes=fill)

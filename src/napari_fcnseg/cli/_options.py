@@ -164,13 +164,14 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_fill_holes_option(parser: argparse.ArgumentParser) -> None:
+def add_fill_holes_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     """Add ``--fill-holes`` / ``--no-fill-holes`` (default ``None``: as the model says)."""
     parser.add_argument(
         "--fill-holes",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="fill the holes of the foreground (background enclosed by an object); default: "
+        help=help
+        or "fill the holes of the foreground (background enclosed by an object); default: "
         "as the model's file says (the bundled egg models fill them: egg chambers are solid)",
     )
 

@@ -27,6 +27,7 @@ from ..training.config import (
 from ._options import (
     add_command,
     add_device_option,
+    add_fill_holes_option,
     given,
     positive_float,
     positive_int,
@@ -201,10 +202,8 @@ def add_parser(
         metavar="DIR",
         help="write best.safetensors and latest.safetensors here while training; default: none",
     )
-    parser.add_argument(
-        "--fill-holes",
-        action=argparse.BooleanOptionalAction,
-        default=None,
+    add_fill_holes_option(
+        parser,
         help="write in the model that its objects are solid: labels made with it get the "
         "holes of their foreground filled (predict, evaluate, Segment); default: as the --init "
         "model says, else no",

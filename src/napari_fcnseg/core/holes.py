@@ -30,19 +30,16 @@ def fill_foreground_holes(
     labels = np.asarray(labels)
     check_labels_and_probabilities(labels, probabilities)
     out = labels.copy()
-    planes: list[tuple[int | slice, ...]] = (
-        [(slice(None),)] if labels.ndim == 2 else [(z,) for z in range(labels.shape[0])]
-    )
-    for where in planes:
-        foreground = labels[where] > 0
+    planes = out[None] if out.ndim == 2 else out  # views of ``out``, one (Y, X) plane each
+    classes = None
+    if probabilities is not None and probabilities.shape[0] > 2:
+        above = probabilities[1:]
+        classes = above[:, None] if labels.ndim == 2 else above  # (K - 1, Z, Y, X)
+    for z, plane in enumerate(planes):
+        foreground = plane > 0
         holes = ndi.binary_fill_holes(foreground) & ~foreground
-        if not holes.any():
-            continue
-        if probabilities is None or probabilities.shape[0] <= 2:
-            fill = np.ones(int(holes.sum()), dtype=labels.dtype)
-        else:
-            above = probabilities[(slice(1, None), *where)][:, holes]
-            fill = (1 + above.argmax(axis=0)).astype(labels.dtype)
-        plane = out[where]
-        plane[holes] = fill
+        if classes is None:
+            plane[holes] = 1
+        elif holes.any():
+            plane[holes] = 1 + classes[:, z][:, holes].argmax(axis=0)
     return out
