@@ -57,6 +57,8 @@ DATA = ROOT.parent / "shared" / "data" / "drosophila_ovary"
 MIN_PAINTED = 50
 #: Seconds after which the time-to-quality columns score the round's selection.
 CHECKPOINTS = (15.0, 30.0, 60.0)
+#: Seed of the synthetic guard slices (``--guard``): apart from the replay's (seed 0).
+GUARD_SEED = 1000
 
 
 def predict_mask(model: SegmentationModel, image: np.ndarray) -> np.ndarray:
@@ -88,8 +90,13 @@ def run_round(
     corrections: list[TrainingSample],
     unseen: list[TrainingSample],
     settings: FineTuneSettings,
+    guard: list[TrainingSample] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
-    """One fine-tune round; returns its figures and the model it keeps."""
+    """One fine-tune round; returns its figures and the model it keeps.
+
+    ``guard``: synthetic slices that no round trains on, scored for the start and the best
+    fine-tuned checkpoint (does a loss there foretell a loss on the next real slice?).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         best = folder / "best.safetensors"
@@ -117,7 +124,17 @@ def run_round(
             at[f"{limit:.0f}s"] = float(np.mean([iou(kept, s) for s in unseen]))
     final = float(np.mean([iou(outcome.model, s) for s in unseen]))
     trained = outcome.trained
+    guard_scores = {}
+    if guard and trained is not None:
+        guard_scores = {
+            "guard_start": [iou(model, s) for s in guard],
+            "guard_trained": [iou(trained, s) for s in guard],
+        }
     return {
+        **guard_scores,
+        "trained_per_slice": None
+        if trained is None
+        else {s.name: iou(trained, s) for s in unseen},
         "model": outcome.model,
         "iou": final,
         # The best fine-tuned checkpoint, kept or not: what the training taught, gate aside.
@@ -159,6 +176,7 @@ def loop(
     cache: dict[str, np.ndarray],
     zero: dict[str, float],
     rounds: int = 2,
+    guard: list[TrainingSample] = (),  # type: ignore[assignment]
 ) -> list[dict[str, Any]]:
     by_name = {s.name: s for s in slices}
     rows: list[dict[str, Any]] = []
@@ -166,7 +184,7 @@ def loop(
     for a in by_name:
         unseen = [s for n, s in by_name.items() if n != a]
         corrected = correct(mode, by_name[a], start)
-        out = run_round(start, [corrected], unseen, settings)
+        out = run_round(start, [corrected], unseen, settings, guard)
         out["forest"] = forest_iou([corrected], unseen, cache)
         first[a] = (out, corrected)
         rows.append(_row(mode, (a,), unseen, out, zero, 1))
@@ -177,7 +195,7 @@ def loop(
         previous, corrected_a = first[a]
         unseen = [s for n, s in by_name.items() if n not in (a, b)]
         corrected_b = correct(mode, by_name[b], previous["model"])
-        out = run_round(previous["model"], [corrected_a, corrected_b], unseen, settings)
+        out = run_round(previous["model"], [corrected_a, corrected_b], unseen, settings, guard)
         out["forest"] = forest_iou([corrected_a, corrected_b], unseen, cache)
         row = _row(mode, (a, b), unseen, out, zero, 2)
         row["previous"] = float(np.mean([previous["per_slice"][s.name] for s in unseen]))
@@ -213,6 +231,7 @@ def _row(
         "kept_new": out["kept_new"],
         "steps": out["steps"],
         "seconds": out["seconds"],
+        **{k: out[k] for k in ("trained_per_slice", "guard_start", "guard_trained") if k in out},
     }
 
 
@@ -223,7 +242,12 @@ def _print_row(r: dict[str, Any]) -> None:
         f"| {r['mode']} | {r['round']} | {'+'.join(r['corrected'])} | {', '.join(r['scored'])} "
         f"| {r['previous']:.3f} | {at} | **{r['iou']:.3f}** | {_fmt(tr)} | {r['forest']:.3f} "
         f"| {r['held_out_start']:.3f} -> {_fmt(ho)} ({'new' if r['kept_new'] else 'start kept'}"
-        f", confidence {_fmt(conf, '.2f')}) | {r['steps']} | {r['seconds']:.0f} |",
+        f", confidence {_fmt(conf, '.2f')}) | {r['steps']} | {r['seconds']:.0f} |"
+        + (
+            f" guard {np.mean(r['guard_start']):.3f} -> {np.mean(r['guard_trained']):.3f} |"
+            if "guard_start" in r
+            else ""
+        ),
         flush=True,
     )
 
@@ -337,6 +361,14 @@ def main() -> int:
     parser.add_argument("--round1-only", action="store_true", help="skip round 2 (sweeps)")
     parser.add_argument("--tag", default="loop")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--guard",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score the start and each round's best fine-tuned checkpoint on N synthetic "
+        "slices that no round trains on",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"skipped: {args.data} (the shared real slices) is absent")
@@ -356,6 +388,7 @@ def main() -> int:
     start = load_model(args.start)
     slices = egg_recipe.real_egg_samples(args.data)
     cache = {s.name: features(s.image) for s in slices}
+    guard = egg_recipe.synthetic_egg_samples(args.guard, GUARD_SEED) if args.guard else []
     zero = {s.name: iou(start, s) for s in slices}
     print("zero-shot IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in zero.items()))
     print(
@@ -367,7 +400,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for mode in args.modes.split(","):
         rounds = 1 if args.round1_only else 2
-        rows.extend(loop(mode, start, slices, settings, cache, zero, rounds))
+        rows.extend(loop(mode, start, slices, settings, cache, zero, rounds, guard))
     WORK.mkdir(parents=True, exist_ok=True)
     record = {"commit": commit, "machine": where, "settings": dataclasses.asdict(settings)}
     record["zero_shot"], record["rows"] = zero, rows

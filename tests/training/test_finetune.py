@@ -12,6 +12,7 @@ from napari_fcnseg.training.holdout import holdout_mask, split_holdout
 from napari_fcnseg.training.replay import (
     REPLAY_KEY,
     SYNTHETIC_EGGS,
+    guard_samples,
     replay_samples,
     replay_source,
     synthetic_egg_source,
@@ -91,6 +92,27 @@ def test_synthetic_replay_fits_only_rgb_egg_and_structure_models():
     other = ModelInfo(["background", "a", "b"], 3, {"name": "unet"})
     assert replay_samples(source, other, count=2) == []
     assert replay_samples({"kind": "annotated set", "path": "/no/such"}, info, count=2) == []
+
+
+def test_guard_samples_are_never_the_replayed_ones(tmp_path):
+    from napari_fcnseg.training.dataset import AnnotatedSet
+
+    info = ModelInfo(["background", "egg"], 3, {"name": "unet"})
+    source = {"kind": SYNTHETIC_EGGS, "seed": 0, "shape": [64, 96]}
+    replayed = replay_samples(source, info, count=2)
+    guard = guard_samples(source, info, count=3)
+    assert len(guard) == 3 and guard[0].image.shape == (64, 96, 3)
+    assert not {s.name for s in guard} & {s.name for s in replayed}
+    assert not np.array_equal(guard[0].image, replayed[0].image)
+    # A user's own set: the guard is its validation items, the replay its training items.
+    folder = AnnotatedSet.create(tmp_path / "set", ["background", "egg"])
+    for i, split in enumerate(["train", "train", "val"]):
+        sample = disks(i)
+        folder.add_item(sample.image, sample.labels, None, name=f"item{i}", split=split)
+    own = {"kind": "annotated set", "path": str(tmp_path / "set")}
+    assert [s.name for s in guard_samples(own, info, count=5)] == ["item2"]
+    assert [s.name for s in replay_samples(own, info, count=5)] == ["item0", "item1"]
+    assert guard_samples(own, info, count=0) == [] and guard_samples(None, info, count=3) == []
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -230,6 +252,79 @@ def test_a_higher_score_that_is_not_sure_keeps_the_start(monkeypatch):
     assert run_to_completion(fine_tune(model, corrections, plain, replay=None)).improved
     with pytest.raises(InputError, match="selection_confidence"):
         FineTuneSettings(selection_confidence=1.0).check()
+
+
+def _improving_settings(**changes):
+    """The round of test_fine_tune_improves_and_says_so: it beats the start surely."""
+    return FineTuneSettings(
+        max_seconds=None, max_steps=40, learning_rate=1e-2, validate_seconds=0.01,
+        freeze_batchnorm=False, **{**FAST, **changes},
+    )  # fmt: skip
+
+
+def test_a_guard_of_the_same_kind_lets_a_gain_through():
+    model = small_model()
+    corrections = [disks(i, size=96) for i in range(2)]
+    guard = [disks(50 + i, size=96) for i in range(2)]
+    job = fine_tune(model, corrections, _improving_settings(), replay=None, guard=guard)
+    outcome = run_to_completion(job)
+    assert outcome.improved and not outcome.guard_refused
+    assert outcome.guard_start is not None and outcome.guard_new is not None
+    assert outcome.guard_new >= outcome.guard_start - 0.005
+    assert outcome.model.info.provenance["fine_tune"]["guard"] == 2
+    assert "is now active" in outcome.summary()
+
+
+def test_a_gain_that_forgets_the_guard_keeps_the_start(monkeypatch):
+    from napari_fcnseg.training import _run
+
+    model = small_model()
+
+    def guard_iou(self, net):  # the start did well on its earlier data; every fine-tune less so
+        return 0.90 if _same_weights(net, model) else 0.89
+
+    monkeypatch.setattr(_run.Run, "guard_iou", guard_iou)
+    corrections = [disks(i, size=96) for i in range(2)]
+    guard = [disks(50, size=96)]
+    settings = _improving_settings()
+    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None, guard=guard))
+    assert not outcome.improved and outcome.guard_refused and _same_weights(outcome.model, model)
+    assert outcome.new_score > outcome.start_score and outcome.candidate is not None
+    assert (outcome.guard_start, outcome.guard_new) == (0.90, 0.89)
+    text = outcome.summary("v003", "v002")
+    assert "fell on the model's earlier training data (0.890, v002 0.900)" in text
+    assert "v002 stays active" in text
+    # Within the tolerance the gain is kept; without a guard, too.
+    loose = _improving_settings(guard_tolerance=0.02)
+    kept = run_to_completion(fine_tune(model, corrections, loose, replay=None, guard=guard))
+    assert kept.improved
+    plain = run_to_completion(fine_tune(model, corrections, settings, replay=None, guard=None))
+    assert plain.improved and plain.guard_start is None
+    with pytest.raises(InputError, match="guard_tolerance"):
+        FineTuneSettings(guard_tolerance=-0.1).check()
+    with pytest.raises(InputError, match="guard_count"):
+        FineTuneSettings(guard_count=-1).check()
+    with pytest.raises(InputError, match="guard="):
+        run_to_completion(fine_tune(model, corrections, settings, replay=None, guard="all"))
+
+
+def test_the_automatic_guard_comes_from_the_replay_source_and_skips_corrections(monkeypatch):
+    from napari_fcnseg.training import finetune
+
+    model = small_model()
+    model.info.provenance = {REPLAY_KEY: {"kind": SYNTHETIC_EGGS, "seed": 0, "shape": [64, 64]}}
+    drawn = [disks(0, size=96), disks(60, size=96)]  # the first has a corrected slice's name
+    asked = {}
+
+    def fake_guard(source, info, *, count):
+        asked.update(source=source, count=count)
+        return drawn
+
+    monkeypatch.setattr(finetune, "guard_samples", fake_guard)
+    settings = FineTuneSettings(max_seconds=None, max_steps=1, guard_count=4, **FAST)
+    outcome = run_to_completion(fine_tune(model, [disks(0, size=96)], settings, replay=None))
+    assert asked == {"source": model.info.provenance[REPLAY_KEY], "count": 4}
+    assert outcome.trained.info.provenance["fine_tune"]["guard"] == 1
 
 
 def test_fine_tune_replays_and_records_the_source():

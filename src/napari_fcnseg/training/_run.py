@@ -54,6 +54,14 @@ class Run:
     averaging: WeightAverage | None = None
     #: Per-block counts of the start's validation (with ``validate_start``), for the evidence.
     start_blocks: np.ndarray | None = None
+    #: Samples a checkpoint must not score lower on than the start (``guard_tolerance``).
+    guard: Sequence[TrainingSample] = ()
+    guard_targets: list[PreparedSample] = field(default_factory=list)
+    #: The starting weights (with ``validate_start``), to score the start on the guard.
+    start_state: dict[str, torch.Tensor] | None = None
+    #: IoU on the guard of the start, and of the last checkpoint it turned away (if any).
+    start_guard: float | None = None
+    refused_guard: float | None = None
 
     @property
     def elapsed(self) -> float:
@@ -68,12 +76,22 @@ class Run:
         """
         iou = scores["iou"]
         improved = not math.isnan(iou) and (self.best_iou is None or iou > self.best_iou + 1e-4)
-        confidence = None
+        confidence = guard = None
         if phase == "start":
             self.start_blocks = scores.get("blocks")
+            self.start_state = self._state()
         elif self.start_blocks is not None and self.config.selection_confidence > 0:
             confidence = gain_confidence(self.start_blocks, scores["blocks"])
             improved = improved and confidence >= self.config.selection_confidence
+        if improved and phase != "start" and self.guard and self.start_state is not None:
+            # Scored only for a checkpoint that would be kept: the guard costs no time otherwise.
+            guard = self.guard_iou(self.net)
+            if self.start_guard is None:
+                start = copy.deepcopy(self.net)
+                start.load_state_dict(self.start_state)
+                self.start_guard = self.guard_iou(start)
+            if guard < self.start_guard - self.config.guard_tolerance:
+                improved, self.refused_guard = False, guard
         self.history.append(
             {
                 "step": self.step,
@@ -84,6 +102,7 @@ class Run:
                 "crf": with_crf,
                 "elapsed": self.elapsed,
                 "confidence": confidence,
+                "guard": guard,
             }
         )
         if improved:
@@ -101,6 +120,14 @@ class Run:
             if improved:
                 save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
         return improved
+
+    def guard_iou(self, net: SegmentationModel) -> float:
+        """Mean IoU of ``net`` on the guard samples, labels as the model's file says."""
+        scores = validate(
+            net, self.guard, self.guard_targets, self.device,
+            tile=self.config.validation_tile, as_seen=self.config.labels_as_seen,
+        )  # fmt: skip
+        return float(scores["iou"])
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}

@@ -55,7 +55,9 @@ class TrainConfig:
     validation blocks, of those that tell the two apart, in which it scores higher;
     :mod:`.evidence`). ``labels_as_seen`` scores labels made as the model's file says
     (:func:`~napari_fcnseg.core.predict.model_labels`: holes filled where it says so) instead
-    of the most probable class (what the bundled models' recipe selected by).
+    of the most probable class (what the bundled models' recipe selected by). ``guard_tolerance``
+    applies when :func:`fit` is given guard samples: a trained checkpoint that beat the start
+    replaces it only if its IoU on those is at most that much below the start's.
     ``validate_seconds`` also
     validates whenever that many seconds passed since the last validation (time budgets, where
     the step count is unknown). ``scale`` sets the trained model's working scale (images resized
@@ -95,6 +97,7 @@ class TrainConfig:
     selection_confidence: float = 0.0
     selection_block: int = 128
     labels_as_seen: bool = False
+    guard_tolerance: float = 0.005
     validate_seconds: float | None = None
     scale: float | None = None
     legacy_elastic: bool = False
@@ -151,8 +154,10 @@ class TrainConfig:
             check_scale(self.scale, "training setting scale")
         if self.corrected_margin < 0 or self.crf_steps < 0:
             raise InputError("corrected_margin and crf_steps must be >= 0")
-        if not self.l2sp >= 0 or not self.encoder_lr_factor >= 0:
-            raise InputError("training settings l2sp and encoder_lr_factor must be >= 0")
+        if not self.l2sp >= 0 or not self.encoder_lr_factor >= 0 or not self.guard_tolerance >= 0:
+            raise InputError(
+                "training settings l2sp, encoder_lr_factor and guard_tolerance must be >= 0"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise InputError(f"training setting ema_decay={self.ema_decay!r} must be in (0, 1)")
         if not 0.0 <= self.selection_confidence < 1.0:
@@ -182,8 +187,10 @@ class FineTuneSettings:
     (``replay_count`` of them) when there are any. ``holdout_fraction`` of each slice's
     ``holdout_block``-px blocks are held out for scoring; a fine-tuned checkpoint replaces the
     start only when it beats it in ``selection_confidence`` of the paired bootstrap resamples
-    of those blocks that tell the two apart (:mod:`.evidence`). The rest are
-    :class:`TrainConfig`'s.
+    of those blocks that tell the two apart (:mod:`.evidence`), and only when it scores no more
+    than ``guard_tolerance`` below the start on ``guard_count`` slices of the model's original
+    training data that the round does not train on (:func:`.replay.guard_samples`): what the
+    model already did well. The rest are :class:`TrainConfig`'s.
     """
 
     max_seconds: float | None = 60.0
@@ -197,6 +204,8 @@ class FineTuneSettings:
     holdout_block: int = HOLDOUT_BLOCK
     holdout_fraction: float = HOLDOUT_FRACTION
     selection_confidence: float = 0.9
+    guard_count: int = 6
+    guard_tolerance: float = 0.005
     freeze_batchnorm: bool = True
     l2sp: float = 0.0
     encoder_lr_factor: float = 1.0
@@ -220,8 +229,11 @@ class FineTuneSettings:
                 f"replay_fraction {self.replay_fraction!r} must be in [0, 1): some crops must "
                 "come from the corrections"
             )
-        if self.replay_count < 0:
-            raise InputError(f"replay_count {self.replay_count!r} must be >= 0")
+        if self.replay_count < 0 or self.guard_count < 0:
+            raise InputError(
+                f"replay_count {self.replay_count!r} and guard_count {self.guard_count!r} must "
+                "be >= 0"
+            )
         if self.max_seconds is None and self.max_steps is None:
             raise InputError("give a fine-tune a time budget (max_seconds) or max_steps")
         self.train_config().check()
@@ -254,6 +266,7 @@ class FineTuneSettings:
             validate_start=True,
             selection_confidence=self.selection_confidence,
             selection_block=self.holdout_block,
+            guard_tolerance=self.guard_tolerance,
             labels_as_seen=True,  # never worse in what the user sees
             validate_every=100_000,  # by time instead: validate_seconds
             validate_seconds=self.validate_seconds,

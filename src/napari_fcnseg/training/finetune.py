@@ -10,6 +10,10 @@ One round, as the **Fine-tune** form and ``fcnseg train --init`` run it (:func:`
    checkpoint selection. A fine-tuned checkpoint replaces it only when it scores higher there
    *surely*: in 90% of the paired bootstrap resamples of the held-out blocks that tell them apart
    (:mod:`.evidence`); a gain of a few thousandths on a dozen blocks is luck as often as not.
+   It must also not score lower than the start by more than ``guard_tolerance`` on a guard:
+   slices of the model's original training data that the round does not train on
+   (:func:`.replay.guard_samples`). On real slices, gains on one slice's held-out blocks came
+   with losses on the next slice, and the guard's fall foretold the worst of them.
    Otherwise the start is kept and the best fine-tuned weights are offered beside it.
 4. Only the decoder and the head learn (``trainable="decoder"``); the encoder runs without
    gradients, which makes a step cheaper and leaves the low-level filters as they were.
@@ -35,7 +39,7 @@ from ..errors import InputError
 from ..model.checkpoint import SegmentationModel
 from .config import FineTuneSettings
 from .holdout import held_out_pixels, split_holdout
-from .replay import REPLAY_KEY, replay_samples, replay_source
+from .replay import REPLAY_KEY, guard_samples, replay_samples, replay_source
 from .samples import TrainingSample
 from .trainer import TrainResult, fit
 
@@ -76,6 +80,13 @@ class FineTuneOutcome:
     #: How sure the gain of ``new_score`` over ``start_score`` is: the share of paired
     #: bootstrap resamples of the held-out blocks in which it is higher (:mod:`.evidence`).
     confidence: float | None = None
+    #: IoU on the guard (the model's original training data, not trained on) of the start and
+    #: of the fine-tuned model kept, or of the last one the guard turned away; ``None`` when no
+    #: checkpoint beat the start on the held-out pixels (the guard is scored only then).
+    guard_start: float | None = None
+    guard_new: float | None = None
+    #: Whether the guard turned a fine-tuned model away (so the start stayed active).
+    guard_refused: bool = False
 
     @property
     def trained(self) -> SegmentationModel | None:
@@ -89,7 +100,12 @@ class FineTuneOutcome:
             return f"no fine-tuned checkpoint was scored in the time budget: {old} kept ({start})"
         verdict = f"{new} is now active" if self.improved else f"{old} stays active"
         higher = self.start_score is None or self.new_score > self.start_score
-        if not self.improved and higher and self.confidence is not None:
+        if self.guard_refused and self.guard_new is not None and self.guard_start is not None:
+            verdict = (
+                f"but it fell on the model's earlier training data ({self.guard_new:.3f}, "
+                f"{old} {self.guard_start:.3f}), so {verdict}"
+            )
+        elif not self.improved and higher and self.confidence is not None:
             verdict = (
                 f"not a sure gain (higher in {self.confidence:.0%} of resamples of the held-out "
                 f"blocks), so {verdict}"
@@ -107,6 +123,7 @@ def fine_tune(
     *,
     replay: Sequence[TrainingSample] | str | None = AUTO,
     validation: Sequence[TrainingSample] = (),
+    guard: Sequence[TrainingSample] | str | None = AUTO,
     provenance: dict[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> Generator[Progress, None, FineTuneOutcome]:
@@ -126,6 +143,10 @@ def fine_tune(
     validation
         Whole slices to score on besides the held-out blocks (e.g. an annotated set's val
         items); they are not trained on.
+    guard
+        ``"auto"``: ``settings.guard_count`` samples of the replay source the model file names
+        (:func:`.replay.guard_samples`; none of them a corrected slice); a list of samples; or
+        ``None`` for no guard.
     provenance
         Extra provenance for the model file.
     checkpoint_dir
@@ -154,12 +175,21 @@ def fine_tune(
     else:
         replayed = list(replay or [])
         source = {"kind": "given", "count": len(replayed)} if replayed else source
+    if isinstance(guard, str):
+        if guard != AUTO:
+            raise InputError(f"guard={guard!r}: give 'auto', a list of samples or None")
+        corrected = {s.name for s in corrections}
+        drawn = guard_samples(replay_source(model.info), model.info, count=settings.guard_count)
+        guarded = [s for s in drawn if s.name not in corrected]
+    else:
+        guarded = list(guard or [])
     weights = _weights(len(train), len(replayed), settings.replay_fraction)
     extra = {
         "fine_tune": {
             "corrections": [s.name for s in corrections][:100],
             "held_out_pixels": held_out_pixels(held_out),
             "replayed": len(replayed),
+            "guard": len(guarded),
         },
         **({REPLAY_KEY: source} if source is not None else {}),
         **(provenance or {}),
@@ -172,9 +202,16 @@ def fine_tune(
         provenance=extra,
         train_weights=weights,
         checkpoint_dir=checkpoint_dir,
+        guard=guarded,
     )
     improved = result.start_val_iou is None or result.improved
     new_score = result.best_val_iou if improved else result.candidate_val_iou
+    kept_guard = next(
+        (h["guard"] for h in reversed(result.history)
+         if h["phase"] != "start" and h["val_iou"] == result.best_val_iou),
+        None,
+    )  # fmt: skip
+    refused = not improved and result.guard_refused is not None
     return FineTuneOutcome(
         model=result.model,
         improved=improved and result.steps > 0 and new_score is not None,
@@ -187,6 +224,9 @@ def fine_tune(
         candidate=result.candidate,
         history=result.history,
         confidence=result.confidence,
+        guard_start=result.guard_start,
+        guard_new=result.guard_refused if refused else kept_guard if improved else None,
+        guard_refused=refused,
     )
 
 

@@ -74,6 +74,30 @@ def replay_samples(
     Returns an empty list (and logs why) when the source is missing, gone or does not fit, so
     a fine-tune then learns from the corrections alone.
     """
+    return _draw(source, info, count, split="train", seed_offset=0)
+
+
+def guard_samples(
+    source: dict[str, Any] | None, info: ModelInfo, *, count: int
+) -> list[TrainingSample]:
+    """Up to ``count`` samples of ``source`` that a fine-tune does not train on.
+
+    They stand for what the model already did well: a fine-tuned checkpoint must not score
+    lower on them than the start (:class:`~.config.FineTuneSettings`, ``guard_tolerance``).
+    From the synthetic generator: other slices than the replayed ones (seed +
+    :data:`GUARD_SEED_OFFSET`); from an annotated set: its validation items. Empty (logged)
+    where :func:`replay_samples` would be.
+    """
+    return _draw(source, info, count, split="val", seed_offset=GUARD_SEED_OFFSET)
+
+
+#: The guard's synthetic slices are drawn with the replay's seed plus this.
+GUARD_SEED_OFFSET = 1000
+
+
+def _draw(
+    source: dict[str, Any] | None, info: ModelInfo, count: int, *, split: str, seed_offset: int
+) -> list[TrainingSample]:
     if source is None or count <= 0:
         return []
     kind = source.get("kind")
@@ -89,13 +113,13 @@ def replay_samples(
             )
             return []
         shape = tuple(int(v) for v in source.get("shape", (512, 768)))
-        seed = int(source.get("seed", 0))
+        seed = int(source.get("seed", 0)) + seed_offset
         return list(_synthetic(count, seed, (shape[0], shape[1]), structure))
     if kind == ANNOTATED_SET:
         from .dataset import AnnotatedSet
 
         try:
-            samples = AnnotatedSet.open(str(source.get("path", ""))).load_samples("train")
+            samples = AnnotatedSet.open(str(source.get("path", ""))).load_samples(split)
         except (FcnsegError, OSError) as exc:
             log.info("no replay from %s: %s", source.get("path"), exc)
             return []

@@ -56,6 +56,10 @@ class TrainResult:
     #: With ``selection_confidence``: how sure the gain over the start is of the returned
     #: trained model, else of ``candidate`` (:func:`.evidence.gain_confidence`).
     confidence: float | None = None
+    #: With ``guard`` samples: the start's IoU on them (scored once a checkpoint beat the start
+    #: on validation), and that of the last such checkpoint the guard turned away.
+    guard_start: float | None = None
+    guard_refused: float | None = None
 
     @property
     def improved(self) -> bool:
@@ -90,6 +94,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
     train_weights: Sequence[float] | None = None,
+    guard: Sequence[TrainingSample] = (),
 ) -> Generator[Progress, None, TrainResult]:
     """Train a copy of ``model``; yield :class:`Progress` every step, return a :class:`TrainResult`.
 
@@ -117,13 +122,17 @@ def fit(
         Relative share of the training crops drawn from each ``train`` sample (e.g. half from a
         person's corrections, half from replayed data); default: in proportion to annotated
         pixels.
+    guard
+        With ``validate_start``: samples (not trained on) that a checkpoint which beat the
+        start on validation must not score lower on than the start by more than
+        ``config.guard_tolerance``, or the start stays the selection.
     """
     config.check()
     check_trainable(model)
     if not train:
         raise InputError("no training images: add annotated images to the set first")
     info = model.info
-    for sample in [*train, *val]:
+    for sample in [*train, *val, *guard]:
         check_sample(sample, info.num_classes, info.in_channels)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -184,6 +193,7 @@ def fit(
         None if train_weights is None else [float(w) for w in train_weights],
     )
     run.net.info.scale = scale
+    run.guard, run.guard_targets = list(guard), [prepare(s) for s in guard]
     stopped_early = yield from _unet_phase(run, train_targets, note)
     if config.train_crf and config.crf_steps > 0:
         from ._crf_phase import crf_phase
@@ -221,6 +231,8 @@ def fit(
         candidate,
         run.trained_iou if candidate is not None else None,
         confidence,
+        run.start_guard,
+        run.refused_guard,
     )
 
 
