@@ -132,9 +132,7 @@ def run_round(
         }
     return {
         **guard_scores,
-        "trained_per_slice": None
-        if trained is None
-        else {s.name: iou(trained, s) for s in unseen},
+        "trained_per_slice": None if trained is None else {s.name: iou(trained, s) for s in unseen},
         "model": outcome.model,
         "iou": final,
         # The best fine-tuned checkpoint, kept or not: what the training taught, gate aside.

@@ -358,7 +358,15 @@ def _fine_tune(
         else f"did not beat the start: {out} holds the starting weights of {args.init}"
     )
     higher = (outcome.new_score or 0.0) > (outcome.start_score or 0.0)
-    if not outcome.improved and outcome.confidence is not None and higher:
+    if outcome.guard_refused and outcome.guard_new is not None:
+        verdict += (
+            f" (higher, but {outcome.guard_new:.4f} on the model's earlier training data, where "
+            f"the start had {outcome.guard_start:.4f}"
+            + ("" if outcome.guard_reference is None else
+               f" and the first version {outcome.guard_reference:.4f}")
+            + f"; at most {settings.guard_tolerance:g} lower allowed)"
+        )  # fmt: skip
+    elif not outcome.improved and outcome.confidence is not None and higher:
         verdict += (
             f" (higher, but in only {outcome.confidence:.0%} of resamples of the held-out "
             f"blocks; {settings.selection_confidence:.0%} needed)"

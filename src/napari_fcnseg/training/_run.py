@@ -62,6 +62,9 @@ class Run:
     #: IoU on the guard of the start, and of the last checkpoint it turned away (if any).
     start_guard: float | None = None
     refused_guard: float | None = None
+    #: IoU on the same guard of the model a chain of fine-tunes began from (its file says),
+    #: so that drift cannot add up over rounds; ``None``: the start is the reference.
+    guard_reference: float | None = None
 
     @property
     def elapsed(self) -> float:
@@ -90,7 +93,7 @@ class Run:
                 start = copy.deepcopy(self.net)
                 start.load_state_dict(self.start_state)
                 self.start_guard = self.guard_iou(start)
-            if guard < self.start_guard - self.config.guard_tolerance:
+            if guard < self.guard_floor():
                 improved, self.refused_guard = False, guard
         self.history.append(
             {
@@ -120,6 +123,18 @@ class Run:
             if improved:
                 save_model(self.net, self.checkpoint_dir / "best.safetensors", overwrite=True)
         return improved
+
+    def guard_floor(self) -> float:
+        """Return the lowest guard IoU with which a checkpoint may replace the start.
+
+        ``guard_tolerance`` below the reference (the first model of the chain), and never below
+        the start minus the tolerance either: a chain of rounds may lose at most that in all.
+        """
+        assert self.start_guard is not None
+        tolerance = self.config.guard_tolerance
+        if self.guard_reference is None:
+            return self.start_guard - tolerance
+        return min(self.guard_reference - tolerance, self.start_guard)
 
     def guard_iou(self, net: SegmentationModel) -> float:
         """Mean IoU of ``net`` on the guard samples, labels as the model's file says."""

@@ -10,10 +10,12 @@ One round, as the **Fine-tune** form and ``fcnseg train --init`` run it (:func:`
    checkpoint selection. A fine-tuned checkpoint replaces it only when it scores higher there
    *surely*: in 90% of the paired bootstrap resamples of the held-out blocks that tell them apart
    (:mod:`.evidence`); a gain of a few thousandths on a dozen blocks is luck as often as not.
-   It must also not score lower than the start by more than ``guard_tolerance`` on a guard:
-   slices of the model's original training data that the round does not train on
-   (:func:`.replay.guard_samples`). On real slices, gains on one slice's held-out blocks came
-   with losses on the next slice, and the guard's fall foretold the worst of them.
+   It must also not score lower by more than ``guard_tolerance`` on a guard: slices of the
+   model's original training data that no round trains on (:func:`.replay.guard_samples`),
+   measured against the model the chain of rounds began from (its score is written into every
+   fine-tuned file), so that small losses cannot add up over rounds. On real slices, sure gains
+   on the corrected slices' held-out blocks came with losses on the next slice of another
+   stain, and the chain's fall on the guard turned the worst of them away.
    Otherwise the start is kept and the best fine-tuned weights are offered beside it.
 4. Only the decoder and the head learn (``trainable="decoder"``); the encoder runs without
    gradients, which makes a step cheaper and leaves the low-level filters as they were.
@@ -36,7 +38,7 @@ from typing import Any
 
 from ..core.progress import Progress
 from ..errors import InputError
-from ..model.checkpoint import SegmentationModel
+from ..model.checkpoint import ModelInfo, SegmentationModel
 from .config import FineTuneSettings
 from .holdout import held_out_pixels, split_holdout
 from .replay import REPLAY_KEY, guard_samples, replay_samples, replay_source
@@ -87,6 +89,8 @@ class FineTuneOutcome:
     guard_new: float | None = None
     #: Whether the guard turned a fine-tuned model away (so the start stayed active).
     guard_refused: bool = False
+    #: The guard IoU of the model the chain of rounds began from, when the start's file said.
+    guard_reference: float | None = None
 
     @property
     def trained(self) -> SegmentationModel | None:
@@ -101,9 +105,11 @@ class FineTuneOutcome:
         verdict = f"{new} is now active" if self.improved else f"{old} stays active"
         higher = self.start_score is None or self.new_score > self.start_score
         if self.guard_refused and self.guard_new is not None and self.guard_start is not None:
+            first = self.guard_reference
+            earlier = "" if first is None else f", the first version {first:.3f}"
             verdict = (
                 f"but it fell on the model's earlier training data ({self.guard_new:.3f}, "
-                f"{old} {self.guard_start:.3f}), so {verdict}"
+                f"{old} {self.guard_start:.3f}{earlier}), so {verdict}"
             )
         elif not self.improved and higher and self.confidence is not None:
             verdict = (
@@ -183,13 +189,15 @@ def fine_tune(
         guarded = [s for s in drawn if s.name not in corrected]
     else:
         guarded = list(guard or [])
+    guard_names = [s.name for s in guarded]
+    reference = _guard_reference(model.info, guard_names)
     weights = _weights(len(train), len(replayed), settings.replay_fraction)
     extra = {
         "fine_tune": {
             "corrections": [s.name for s in corrections][:100],
             "held_out_pixels": held_out_pixels(held_out),
             "replayed": len(replayed),
-            "guard": len(guarded),
+            "guard": {"samples": guard_names[:100], "reference": reference},
         },
         **({REPLAY_KEY: source} if source is not None else {}),
         **(provenance or {}),
@@ -203,6 +211,7 @@ def fine_tune(
         train_weights=weights,
         checkpoint_dir=checkpoint_dir,
         guard=guarded,
+        guard_reference=reference,
     )
     improved = result.start_val_iou is None or result.improved
     new_score = result.best_val_iou if improved else result.candidate_val_iou
@@ -212,6 +221,11 @@ def fine_tune(
         None,
     )  # fmt: skip
     refused = not improved and result.guard_refused is not None
+    root = reference if reference is not None else result.guard_start
+    for trained in (result.model, result.candidate):
+        if trained is not None and isinstance(trained.info.provenance.get("fine_tune"), dict):
+            # The chain's reference travels with the weights, for the next round's guard.
+            trained.info.provenance["fine_tune"]["guard"]["reference"] = root
     return FineTuneOutcome(
         model=result.model,
         improved=improved and result.steps > 0 and new_score is not None,
@@ -227,7 +241,21 @@ def fine_tune(
         guard_start=result.guard_start,
         guard_new=result.guard_refused if refused else kept_guard if improved else None,
         guard_refused=refused,
+        guard_reference=reference,
     )
+
+
+def _guard_reference(info: ModelInfo, names: list[str]) -> float | None:
+    """Return the guard IoU that the start's file records for the first model of its chain.
+
+    Only when that file was fine-tuned with the same guard samples (else the scores differ).
+    """
+    recorded = info.provenance.get("fine_tune")
+    guard = recorded.get("guard") if isinstance(recorded, dict) else None
+    if not names or not isinstance(guard, dict) or guard.get("samples") != names[:100]:
+        return None
+    reference = guard.get("reference")
+    return float(reference) if isinstance(reference, int | float) else None
 
 
 def _weights(corrections: int, replayed: int, fraction: float) -> list[float] | None:

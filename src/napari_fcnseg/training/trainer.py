@@ -95,6 +95,7 @@ def fit(
     provenance: dict[str, Any] | None = None,
     train_weights: Sequence[float] | None = None,
     guard: Sequence[TrainingSample] = (),
+    guard_reference: float | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Train a copy of ``model``; yield :class:`Progress` every step, return a :class:`TrainResult`.
 
@@ -126,6 +127,9 @@ def fit(
         With ``validate_start``: samples (not trained on) that a checkpoint which beat the
         start on validation must not score lower on than the start by more than
         ``config.guard_tolerance``, or the start stays the selection.
+    guard_reference
+        The guard IoU of the model a chain of fine-tunes began from: then a checkpoint must
+        also score at least that minus the tolerance (drift does not add up over rounds).
     """
     config.check()
     check_trainable(model)
@@ -194,6 +198,7 @@ def fit(
     )
     run.net.info.scale = scale
     run.guard, run.guard_targets = list(guard), [prepare(s) for s in guard]
+    run.guard_reference = guard_reference
     stopped_early = yield from _unet_phase(run, train_targets, note)
     if config.train_crf and config.crf_steps > 0:
         from ._crf_phase import crf_phase
