@@ -17,8 +17,11 @@ features (ilastik-style) trained on the same corrected slices. Masks are scored 
 them: with their holes filled when the model's file says so (the egg recipe's models do).
 Checks the targets of the loop issue and writes ``docs/images/correction_loop.png``.
 
+With ``--guard N`` each round also scores the start and its best fine-tuned checkpoint on N
+synthetic slices that no round trains on (the slices the policy's own guard uses for N = 6).
+
     python benchmarks/bench_loop.py [--start benchmarks/_work/pretrained_seed0.safetensors]
-        [--modes full,brush] [--budget 60] [--set name=value ...] [--tag NAME]
+        [--modes full,brush] [--budget 60] [--set name=value ...] [--tag NAME] [--guard N]
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def run_round(
         "held_out_start": outcome.start_score,
         "held_out_new": outcome.new_score,
         "kept_new": outcome.improved,
+        "guard_refused": outcome.guard_refused,
         "steps": outcome.steps,
         "seconds": outcome.seconds,
     }
@@ -227,6 +231,7 @@ def _row(
         "held_out_start": out["held_out_start"],
         "held_out_new": out["held_out_new"],
         "kept_new": out["kept_new"],
+        "guard_refused": out["guard_refused"],
         "steps": out["steps"],
         "seconds": out["seconds"],
         **{k: out[k] for k in ("trained_per_slice", "guard_start", "guard_trained") if k in out},
@@ -240,6 +245,7 @@ def _print_row(r: dict[str, Any]) -> None:
         f"| {r['mode']} | {r['round']} | {'+'.join(r['corrected'])} | {', '.join(r['scored'])} "
         f"| {r['previous']:.3f} | {at} | **{r['iou']:.3f}** | {_fmt(tr)} | {r['forest']:.3f} "
         f"| {r['held_out_start']:.3f} -> {_fmt(ho)} ({'new' if r['kept_new'] else 'start kept'}"
+        f"{' by the guard' if r['guard_refused'] else ''}"
         f", confidence {_fmt(conf, '.2f')}) | {r['steps']} | {r['seconds']:.0f} |"
         + (
             f" guard {np.mean(r['guard_start']):.3f} -> {np.mean(r['guard_trained']):.3f} |"

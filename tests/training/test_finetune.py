@@ -222,9 +222,14 @@ def test_fine_tune_that_cannot_beat_the_start_keeps_it():
     settings = FineTuneSettings(
         max_seconds=None, max_steps=4, learning_rate=50.0, validate_seconds=0.01, **FAST
     )
-    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None))
+    guard = [disks(50, size=96)]
+    outcome = run_to_completion(fine_tune(model, corrections, settings, replay=None, guard=guard))
     assert not outcome.improved and _same_weights(outcome.model, model)
     assert outcome.candidate is not None and outcome.new_score <= outcome.start_score
+    # The start is scored on the guard up front (its time is kept free before the deadline);
+    # no checkpoint passed the held-out test, so none was scored there or turned away.
+    assert outcome.guard_start is not None and outcome.guard_new is None
+    assert not outcome.guard_refused
     text = outcome.summary("v003", "v002")
     assert "v002 stays active" in text and f"{outcome.start_score:.3f}" in text
 

@@ -57,8 +57,8 @@ class Run:
     #: Samples a checkpoint must not score lower on than the start (``guard_tolerance``).
     guard: Sequence[TrainingSample] = ()
     guard_targets: list[PreparedSample] = field(default_factory=list)
-    #: The starting weights (with ``validate_start``), to score the start on the guard.
-    start_state: dict[str, torch.Tensor] | None = None
+    #: Seconds one scoring of the guard took (the start's), kept free before the deadline.
+    guard_seconds: float = 0.0
     #: IoU on the guard of the start, and of the last checkpoint it turned away (if any).
     start_guard: float | None = None
     refused_guard: float | None = None
@@ -82,17 +82,17 @@ class Run:
         confidence = guard = None
         if phase == "start":
             self.start_blocks = scores.get("blocks")
-            self.start_state = self._state()
+            if self.guard:
+                t0 = time.monotonic()
+                self.start_guard = self.guard_iou(self.net)
+                # A checkpoint's guard scoring takes as long: the loop keeps that time free.
+                self.guard_seconds = time.monotonic() - t0
         elif self.start_blocks is not None and self.config.selection_confidence > 0:
             confidence = gain_confidence(self.start_blocks, scores["blocks"])
             improved = improved and confidence >= self.config.selection_confidence
-        if improved and phase != "start" and self.guard and self.start_state is not None:
-            # Scored only for a checkpoint that would be kept: the guard costs no time otherwise.
+        if improved and phase != "start" and self.start_guard is not None:
+            # Scored only for a checkpoint that would be kept: the guard costs little time.
             guard = self.guard_iou(self.net)
-            if self.start_guard is None:
-                start = copy.deepcopy(self.net)
-                start.load_state_dict(self.start_state)
-                self.start_guard = self.guard_iou(start)
             if guard < self.guard_floor():
                 improved, self.refused_guard = False, guard
         self.history.append(
@@ -267,7 +267,8 @@ def run_loop(run: Run, loop: Loop, validation_cost: float = 0.0) -> Generator[Pr
     while loop.max_steps is None or run.step < loop.max_steps:
         mean_step = float(np.mean(step_times[-loop.window :])) if step_times else 0.0
         # Leave time for the closing validation, so that the whole run keeps to the budget.
-        if loop.deadline is not None and run.elapsed + mean_step + validation_cost > loop.deadline:
+        reserve = validation_cost + run.guard_seconds
+        if loop.deadline is not None and run.elapsed + mean_step + reserve > loop.deadline:
             break
         t0 = time.monotonic()
         loss_value = loop.step()

@@ -83,8 +83,8 @@ class FineTuneOutcome:
     #: bootstrap resamples of the held-out blocks in which it is higher (:mod:`.evidence`).
     confidence: float | None = None
     #: IoU on the guard (the model's original training data, not trained on) of the start and
-    #: of the fine-tuned model kept, or of the last one the guard turned away; ``None`` when no
-    #: checkpoint beat the start on the held-out pixels (the guard is scored only then).
+    #: of the fine-tuned model kept, or of the last one the guard turned away (``None``: no
+    #: guard, or no checkpoint beat the start on the held-out pixels; only those are scored).
     guard_start: float | None = None
     guard_new: float | None = None
     #: Whether the guard turned a fine-tuned model away (so the start stayed active).

@@ -56,8 +56,8 @@ class TrainResult:
     #: With ``selection_confidence``: how sure the gain over the start is of the returned
     #: trained model, else of ``candidate`` (:func:`.evidence.gain_confidence`).
     confidence: float | None = None
-    #: With ``guard`` samples: the start's IoU on them (scored once a checkpoint beat the start
-    #: on validation), and that of the last such checkpoint the guard turned away.
+    #: With ``guard`` samples: the start's IoU on them, and that of the last checkpoint that
+    #: beat the start on validation but was turned away by the guard.
     guard_start: float | None = None
     guard_refused: float | None = None
 
