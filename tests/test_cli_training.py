@@ -247,8 +247,9 @@ def test_fine_tune_says_whether_it_beat_the_start(filled_set, tmp_path, capsys, 
     # A sure gain that falls on the model's earlier data (its set's val items) keeps it too.
     monkeypatch.setattr(_run, "gain_confidence", lambda start, candidate: 1.0)
     monkeypatch.setattr(_run.Run, "guard_floor", lambda self: 2.0)  # no IoU reaches it
-    guarded = tmp_path / "guarded.safetensors"
-    assert fcnseg("train", "--data", filled_set, "--out", guarded, *args) == 0
+    guarded = tmp_path / "guarded.safetensors"  # the decoder only: the guard is on
+    args = ("--init", barely, "--max-steps", "30", "--lr", "1e-2", "--trainable", "decoder")
+    assert fcnseg("train", "--data", filled_set, "--out", guarded, *args, *common) == 0
     out = capsys.readouterr().out
     assert "did not beat the start" in out and "on the model's earlier training data" in out
     with_epochs = ("--init", start, "--epochs", "1", *common)

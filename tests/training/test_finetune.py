@@ -366,6 +366,14 @@ def test_the_automatic_guard_comes_from_the_replay_source_and_skips_corrections(
     outcome = run_to_completion(fine_tune(model, [disks(0, size=96)], settings, replay=None))
     assert asked == {"source": model.info.provenance[REPLAY_KEY], "count": 4}
     assert outcome.trained.info.provenance["fine_tune"]["guard"]["samples"] == ["disks60"]
+    # By default six, and none where every weight learns (a new imaging mode: forgetting the
+    # old data is the point there).
+    assert FineTuneSettings().guard_size() == 6
+    assert FineTuneSettings(trainable="all").guard_size() == 0
+    assert FineTuneSettings(trainable="all", guard_count=2).guard_size() == 2
+    settings = FineTuneSettings(max_seconds=None, max_steps=1, trainable="all", **FAST)
+    run_to_completion(fine_tune(model, [disks(0, size=96)], settings, replay=None))
+    assert asked["count"] == 0
 
 
 def test_fine_tune_replays_and_records_the_source():

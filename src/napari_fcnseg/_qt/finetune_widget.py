@@ -110,7 +110,8 @@ class FineTuneWidget(Container):
         )
         self.trainable.tooltip = (
             "decoder: learn how you correct, keep what the model sees (the default, safest); "
-            "all weights: for images unlike the model's training data"
+            "all weights: for images unlike the model's training data (no check that it "
+            "keeps what it did well there)"
         )
         self.corrected_only = CheckBox(text="learn only near corrected pixels", value=False)
         # The policy's default (off: colour tells classes apart in other imaging modes, and

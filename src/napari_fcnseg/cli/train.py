@@ -147,7 +147,8 @@ def add_parser(
         "--trainable",
         choices=TRAINABLE,
         help="with --init, the weights that learn: decoder = the decoder and head (corrections "
-        "of images the model already knows), all = every weight (a new imaging mode), norm = "
+        "of images the model already knows), all = every weight (a new imaging mode: no "
+        "guard of the model's earlier data), norm = "
         f"normalisation layers and head; default {_FT.trainable}",
     )
     parser.add_argument(

@@ -176,6 +176,9 @@ class TrainConfig:
 HOLDOUT_BLOCK = 128
 #: Share of a slice's annotated blocks held out.
 HOLDOUT_FRACTION = 0.2
+#: Guard samples of a fine-tune that keeps the encoder (``benchmarks/README.md``, "A guard of
+#: what the model already did well").
+GUARD_COUNT = 6
 
 
 @dataclass
@@ -190,7 +193,10 @@ class FineTuneSettings:
     of those blocks that tell the two apart (:mod:`.evidence`), and only when it scores no more
     than ``guard_tolerance`` below the start on ``guard_count`` slices of the model's original
     training data that the round does not train on (:func:`.replay.guard_samples`): what the
-    model already did well. The rest are :class:`TrainConfig`'s.
+    model already did well. ``guard_count=None`` (the default) means :data:`GUARD_COUNT` when
+    the encoder stays as it is, and no guard with ``trainable="all"``: that is the choice for
+    a new imaging mode, where leaving the old data behind is the point. The rest are
+    :class:`TrainConfig`'s.
     """
 
     max_seconds: float | None = 60.0
@@ -204,7 +210,7 @@ class FineTuneSettings:
     holdout_block: int = HOLDOUT_BLOCK
     holdout_fraction: float = HOLDOUT_FRACTION
     selection_confidence: float = 0.9
-    guard_count: int = 6
+    guard_count: int | None = None
     guard_tolerance: float = 0.005
     freeze_batchnorm: bool = True
     l2sp: float = 0.0
@@ -229,7 +235,7 @@ class FineTuneSettings:
                 f"replay_fraction {self.replay_fraction!r} must be in [0, 1): some crops must "
                 "come from the corrections"
             )
-        if self.replay_count < 0 or self.guard_count < 0:
+        if self.replay_count < 0 or (self.guard_count is not None and self.guard_count < 0):
             raise InputError(
                 f"replay_count {self.replay_count!r} and guard_count {self.guard_count!r} must "
                 "be >= 0"
@@ -237,6 +243,12 @@ class FineTuneSettings:
         if self.max_seconds is None and self.max_steps is None:
             raise InputError("give a fine-tune a time budget (max_seconds) or max_steps")
         self.train_config().check()
+
+    def guard_size(self) -> int:
+        """Return how many guard samples the round draws (``guard_count``, resolved)."""
+        if self.guard_count is not None:
+            return self.guard_count
+        return 0 if self.trainable == "all" else GUARD_COUNT
 
     def train_config(self) -> TrainConfig:
         """Return the trainer's settings for this round."""

@@ -150,7 +150,7 @@ def fine_tune(
         Whole slices to score on besides the held-out blocks (e.g. an annotated set's val
         items); they are not trained on.
     guard
-        ``"auto"``: ``settings.guard_count`` samples of the replay source the model file names
+        ``"auto"``: ``settings.guard_size()`` samples of the replay source the model file names
         (:func:`.replay.guard_samples`; none of them a corrected slice); a list of samples; or
         ``None`` for no guard.
     provenance
@@ -185,7 +185,7 @@ def fine_tune(
         if guard != AUTO:
             raise InputError(f"guard={guard!r}: give 'auto', a list of samples or None")
         corrected = {s.name for s in corrections}
-        drawn = guard_samples(replay_source(model.info), model.info, count=settings.guard_count)
+        drawn = guard_samples(replay_source(model.info), model.info, count=settings.guard_size())
         guarded = [s for s in drawn if s.name not in corrected]
     else:
         guarded = list(guard or [])
