@@ -8,7 +8,8 @@ The **Fine-tune** form runs :func:`correction_round`. A round
 2. fine-tunes the base model on that whole set with the core policy (:func:`.finetune.fine_tune`:
    held-out blocks, replay, the start as candidate zero);
 3. saves the result as the next version of the folder's :class:`~..model.store.ModelStore`,
-   active only when it beat the base model on the held-out pixels. Otherwise the base stays
+   active only when it beat the base model on the held-out pixels without falling on the
+   guard of the model's earlier data (:func:`.finetune.fine_tune`). Otherwise the base stays
    active and the fine-tuned weights are still saved, inactive, for a person to choose.
 """
 
