@@ -97,6 +97,39 @@ def test_a_gain_that_is_not_sure_is_said_and_not_made_active(
     assert store.active == "v001" and finetune.active.value == "active model: v001"
 
 
+def test_a_gain_that_falls_on_the_guard_is_said_and_not_made_active(
+    qtbot, viewer, segment_dock, train_dock, monkeypatch
+):
+    from napari_fcnseg.training import _run
+
+    # A sure gain on the held-out blocks that no score on the model's earlier data can pass
+    # (the guard itself is tested in the core); the model replays small synthetic slices.
+    monkeypatch.setattr(_run, "gain_confidence", lambda start, candidate: 1.0)
+    monkeypatch.setattr(_run.Run, "guard_floor", lambda self: 2.0)
+    start = make_tiny_model(seed=2)
+    start.info.provenance = {
+        "replay": {"kind": "synthetic egg chambers", "seed": 0, "shape": [64, 96]}
+    }
+    store = ModelStore(MODELS.folder)
+    store.add(start, "start")
+    MODELS.changed.emit()
+    segment = segment_dock.segment
+    segment.model.value = "v001"
+    segment.device.value, segment.tile.value = "cpu", 64
+    image, truth = disk_image()
+    viewer.add_image(image, name="cells", rgb=True)
+    run(qtbot, segment)
+    _paint_truth(viewer.layers["cells labels"], truth)
+    finetune = train_dock.finetune
+    finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
+    finetune.seconds.value, finetune.trainable.value = 600, "decoder"  # the guard is on
+    run(qtbot, finetune, timeout=120_000)
+    message = finetune.outcome.value
+    assert "but it fell on the model's earlier training data (" in message, message
+    assert "v001 stays active" in message and "fine-tune all weights" in message
+    assert store.active == "v001" and finetune.active.value == "active model: v001"
+
+
 def test_settings_follow_the_form(train_dock):
     finetune = train_dock.finetune
     policy = FineTuneSettings()

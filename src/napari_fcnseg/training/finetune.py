@@ -109,7 +109,8 @@ class FineTuneOutcome:
             earlier = "" if first is None else f", the first version {first:.3f}"
             verdict = (
                 f"but it fell on the model's earlier training data ({self.guard_new:.3f}, "
-                f"{old} {self.guard_start:.3f}{earlier}), so {verdict}"
+                f"{old} {self.guard_start:.3f}{earlier}), so {verdict}; for images unlike "
+                "that data, fine-tune all weights (no such check)"
             )
         elif not self.improved and higher and self.confidence is not None:
             verdict = (
