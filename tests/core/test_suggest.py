@@ -15,7 +15,7 @@ from napari_fcnseg.core.suggest import (
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.io.axes import Layout
 from napari_fcnseg.io.images import ImageData
-from tests.helpers import disks, hard_disks_stack
+from tests.helpers import disk_model, disks, hard_disks_stack, ring
 
 
 def _rank(model, images, **kw) -> list[Suggestion]:
@@ -145,3 +145,26 @@ def _path(name: str):
     from pathlib import Path
 
     return Path(name)
+
+
+def test_the_measures_look_at_the_labels_a_user_sees():
+    # A ring whose hole reaches farther than BAND px from it: with its holes filled (as the
+    # model's file says) the hole counts as an object, and so do the pixels near it.
+    from scipy import ndimage as ndi
+
+    from napari_fcnseg.core.predict import predict_probabilities, probabilities_to_labels
+    from napari_fcnseg.core.suggest import BAND
+    from napari_fcnseg.core.uncertainty import entropy_uncertainty
+
+    model = disk_model()
+    image, hole = ring(size=160)
+    probs = run_to_completion(predict_probabilities(model, image, device="cpu"))
+    assert not probs.argmax(axis=0)[hole].any()  # the model leaves the hole empty
+    entropy = entropy_uncertainty(probs)
+    for fill in (False, True):
+        model.info.fill_holes = fill
+        seen = probabilities_to_labels(probs, fill_holes=fill)
+        near = ndi.binary_dilation(seen > 0, iterations=BAND)
+        expected = entropy[near].sum() / near.sum()
+        score = _rank(model, image, measure="entropy")[0].score
+        assert score == pytest.approx(expected, rel=1e-4), fill

@@ -14,6 +14,9 @@ estimate of its error that needs no annotation, from the model's own prediction:
   unflipped labels, averaged over the flips;
 * ``combined``: the mean of ``crf`` and ``flips`` (both 1 - IoU, so on one scale).
 
+Every measure looks at the labels a user sees: made as the model's file says
+(:func:`~.predict.model_labels`; holes filled for the bundled egg models).
+
 Which one ranks by default (:data:`DEFAULT_MEASURE`) was chosen by
 ``benchmarks/bench_suggest.py`` (``benchmarks/README.md``, "What to annotate next"). Every
 score is a ratio of pixel counts (disagreeing pixels over the pixels of either mask, or summed
@@ -48,6 +51,7 @@ from .predict import (
     DEFAULT_TILE,
     PreparedImage,
     SlicePrediction,
+    model_labels,
     predict_slices,
     prepare_image,
 )
@@ -329,19 +333,19 @@ def _measure_maps(
 ) -> Generator[Progress, None, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Numerator and denominator maps of each measure on one slice ((Y, X, C) ``pixels``)."""
     maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    labels = probs.argmax(axis=0)
+    labels = model_labels(model.info, probs)  # what the user sees (holes filled if the file says)
     if "entropy" in settings.measures:
         maps["entropy"] = _entropy_map(probs, labels)
     if "crf" in settings.measures:
         refined = refine_with_crf(
             pixels, probs, iterations=settings.crf_iterations, device=settings.device
         )
-        maps["crf"] = _disagreement(labels, [refined.argmax(axis=0)])
+        maps["crf"] = _disagreement(labels, [model_labels(model.info, refined)])
     if "flips" in settings.measures:
         flipped = []
         for axes in FLIPS:
             again = yield from _predict_one(model, np.flip(pixels, axes), bounds, settings)
-            flipped.append(np.flip(again.argmax(axis=0), axes))
+            flipped.append(np.flip(model_labels(model.info, again), axes))
         maps["flips"] = _disagreement(labels, flipped)
     return maps
 
