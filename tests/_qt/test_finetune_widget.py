@@ -68,16 +68,11 @@ def test_finetune_on_a_correction_improves_the_model(
     assert after > max(before + 0.3, 0.7), (before, after)
 
 
-def test_a_gain_that_is_not_sure_is_said_and_not_made_active(
-    qtbot, viewer, segment_dock, train_dock, monkeypatch
-):
-    from napari_fcnseg.training import _run
-
-    # The round of the test above, but the bootstrap finds the gain in only 60% of its
-    # resamples of the held-out blocks (the evidence itself is tested in the core).
-    monkeypatch.setattr(_run, "gain_confidence", lambda start, candidate: 0.6)
+def _round_from_stored_model(qtbot, viewer, segment_dock, train_dock, start, trainable):
+    """Store ``start`` as v001, segment with it, correct the labels, fine-tune; return the
+    store and the Fine-tune form."""
     store = ModelStore(MODELS.folder)
-    store.add(make_tiny_model(seed=2), "start")
+    store.add(start, "start")
     MODELS.changed.emit()
     segment = segment_dock.segment
     segment.model.value = "v001"
@@ -88,8 +83,22 @@ def test_a_gain_that_is_not_sure_is_said_and_not_made_active(
     _paint_truth(viewer.layers["cells labels"], truth)
     finetune = train_dock.finetune
     finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
-    finetune.seconds.value, finetune.trainable.value = 600, "all"
+    finetune.seconds.value, finetune.trainable.value = 600, trainable
     run(qtbot, finetune, timeout=120_000)
+    return store, finetune
+
+
+def test_a_gain_that_is_not_sure_is_said_and_not_made_active(
+    qtbot, viewer, segment_dock, train_dock, monkeypatch
+):
+    from napari_fcnseg.training import _run
+
+    # The round of the test above, but the bootstrap finds the gain in only 60% of its
+    # resamples of the held-out blocks (the evidence itself is tested in the core).
+    monkeypatch.setattr(_run, "gain_confidence", lambda start, candidate: 0.6)
+    store, finetune = _round_from_stored_model(
+        qtbot, viewer, segment_dock, train_dock, make_tiny_model(seed=2), "all"
+    )
     message = finetune.outcome.value
     assert "v002: " in message and "v001 had " in message, message
     assert "not a sure gain (higher in 60% of resamples of the held-out blocks)" in message
@@ -110,20 +119,10 @@ def test_a_gain_that_falls_on_the_guard_is_said_and_not_made_active(
     start.info.provenance = {
         "replay": {"kind": "synthetic egg chambers", "seed": 0, "shape": [64, 96]}
     }
-    store = ModelStore(MODELS.folder)
-    store.add(start, "start")
-    MODELS.changed.emit()
-    segment = segment_dock.segment
-    segment.model.value = "v001"
-    segment.device.value, segment.tile.value = "cpu", 64
-    image, truth = disk_image()
-    viewer.add_image(image, name="cells", rgb=True)
-    run(qtbot, segment)
-    _paint_truth(viewer.layers["cells labels"], truth)
-    finetune = train_dock.finetune
-    finetune.steps.value, finetune.learning_rate.value, finetune.device.value = 16, 5e-3, "cpu"
-    finetune.seconds.value, finetune.trainable.value = 600, "decoder"  # the guard is on
-    run(qtbot, finetune, timeout=120_000)
+    # The decoder only: the guard is on.
+    store, finetune = _round_from_stored_model(
+        qtbot, viewer, segment_dock, train_dock, start, "decoder"
+    )
     message = finetune.outcome.value
     assert "but it fell on the model's earlier training data (" in message, message
     assert "v001 stays active" in message and "fine-tune all weights" in message
