@@ -281,6 +281,23 @@ def test_a_guard_of_the_same_kind_lets_a_gain_through():
     assert "is now active" in outcome.summary()
 
 
+def test_checkpoint_files_carry_the_chains_guard_reference(tmp_path):
+    from napari_fcnseg.model.checkpoint import load_model
+
+    model = small_model()
+    corrections = [disks(i, size=96) for i in range(2)]
+    guard = [disks(50 + i, size=96) for i in range(2)]
+    job = fine_tune(
+        model, corrections, _improving_settings(), replay=None, guard=guard,
+        checkpoint_dir=tmp_path,
+    )  # fmt: skip
+    outcome = run_to_completion(job)
+    # A chain resumed from a checkpoint file keeps the first model's reference.
+    for name in ("latest", "best"):
+        saved = load_model(tmp_path / f"{name}.safetensors")
+        assert saved.info.provenance["fine_tune"]["guard"]["reference"] == outcome.guard_start
+
+
 def test_a_gain_that_forgets_the_guard_keeps_the_start(monkeypatch):
     from napari_fcnseg.training import _run
 

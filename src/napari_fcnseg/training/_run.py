@@ -148,9 +148,20 @@ class Run:
         return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
 
     def describe(self, iou: float | None, class_iou: float | None = None) -> dict[str, Any]:
-        """Provenance for the model file (``save_model`` adds ``saved``)."""
+        """Provenance for the model file (``save_model`` adds ``saved``).
+
+        A fine-tune's ``fine_tune.guard.reference`` is the guard IoU of the chain's first model
+        (this start's, when its file named none), in every file written, checkpoints included,
+        so that a chain resumed from any of them keeps one reference.
+        """
+        provenance = copy.deepcopy(self.provenance)
+        tune = provenance.get("fine_tune")
+        guard = tune.get("guard") if isinstance(tune, dict) else None
+        if isinstance(guard, dict) and self.start_guard is not None:
+            reference = self.guard_reference
+            guard["reference"] = self.start_guard if reference is None else reference
         return {
-            **self.provenance,
+            **provenance,
             "trained": _dt.datetime.now(_dt.UTC).isoformat(),
             "steps": self.step,
             "val_iou": iou,

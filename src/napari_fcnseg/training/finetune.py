@@ -222,11 +222,6 @@ def fine_tune(
         None,
     )  # fmt: skip
     refused = not improved and result.guard_refused is not None
-    root = reference if reference is not None else result.guard_start
-    for trained in (result.model, result.candidate):
-        if trained is not None and isinstance(trained.info.provenance.get("fine_tune"), dict):
-            # The chain's reference travels with the weights, for the next round's guard.
-            trained.info.provenance["fine_tune"]["guard"]["reference"] = root
     return FineTuneOutcome(
         model=result.model,
         improved=improved and result.steps > 0 and new_score is not None,
