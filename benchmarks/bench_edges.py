@@ -7,8 +7,10 @@ recipe's seed), in the same run. Distance 0 is the last pixel inside a chamber, 
 outside. A generator whose edges fall off faster than the real ones teaches a network that
 every faint pixel beside a chamber is still chamber.
 
-Part 2 (``--model PATH``, repeatable): for each model, on each real slice, its mask as Segment
-shows it (``model_labels``), the IoU and its errors by distance to the annotated edge: false
+Part 2 (``--model PATH``, repeatable): for each model, on each real slice and on the recipe's
+synthetic validation slices (seed 1000, whose labels are exact: an offset there is the
+network's own bias), its mask as Segment shows it (``model_labels``), the IoU and its errors
+by distance to the annotated edge: false
 egg pixels within 3 px of a chamber, 3-10 px, farther; missed egg pixels within 3 px of the
 edge, deeper; and the mean outward offset of the outline, (false pixels within 10 px - missed
 pixels within 3 px) / the annotated outline's length.
@@ -87,7 +89,7 @@ def _profiles(real: list[TrainingSample], synthetic: int) -> None:
     print(f"| synthetic (mean of {synthetic}) | " + " | ".join(f"{v:.2f}" for v in mean) + " |")
 
 
-def _errors(real: list[TrainingSample], models: list[Path]) -> None:
+def _errors(samples: list[TrainingSample], models: list[Path]) -> None:
     print(
         "\nErrors at the edge (pixels): false egg within 3 px / 3-10 px / farther, missed "
         "within 3 px / deeper; offset = mean outward shift of the outline (px)"
@@ -97,7 +99,7 @@ def _errors(real: list[TrainingSample], models: list[Path]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for path in models:
         model = load_model(path)
-        for sample in real:
+        for sample in samples:
             probs = run_to_completion(predict_probabilities(model, sample.image, device="cpu"))
             e = outline_errors(model_labels(model.info, probs) > 0, sample.labels > 0)
             print(
@@ -120,7 +122,8 @@ def main() -> int:
     real = egg_recipe.real_egg_samples(args.data)
     _profiles(real, args.synthetic)
     if args.model:
-        _errors(real, args.model)
+        val = egg_recipe.synthetic_egg_samples(egg_recipe.SYNTHETIC_VAL, seed=1000)
+        _errors([*real, *val], args.model)
     return 0
 
 

@@ -28,6 +28,7 @@ Writes ``docs/images/finetune_brightfield.png``.
 
     python benchmarks/bench_quality.py [--part eggs|structure|finetune|all] [--data DIR]
         [--tag NAME --set name=value ...]   (a probe of the recipe, egg part)
+        [--tag NAME --look PSF_LO PSF_HI GLOW_LO GLOW_HI]   (another synthetic look, egg part)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from napari_fcnseg.core.predict import model_labels, predict_probabilities, prob
 from napari_fcnseg.core.progress import run_to_completion
 from napari_fcnseg.model.checkpoint import load_model, save_model
 from napari_fcnseg.model.default import resolve_model_path
-from napari_fcnseg.training import egg_recipe
+from napari_fcnseg.training import egg_recipe, synthetic
 from napari_fcnseg.training.samples import TrainingSample
 from napari_fcnseg.training.synthetic_brightfield import make_brightfield_slice
 from napari_fcnseg.training.trainer import TrainConfig, TrainResult, fit
@@ -524,10 +525,21 @@ def main() -> None:
         help="egg part: a training setting of both recipe stages changed (a probe), e.g. "
         "channel_noise=true; give it a --tag of its own",
     )
+    parser.add_argument(
+        "--look",
+        nargs=4,
+        type=float,
+        metavar=("PSF_LO", "PSF_HI", "GLOW_LO", "GLOW_HI"),
+        help="egg part: the synthetic slices drawn with another PSF sigma range and glow "
+        "(synthetic.PSF_SIGMA, GLOW_AMOUNT; a probe): give it a --tag of its own",
+    )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
-    if changes and args.tag == "seed0":
-        parser.error("--set changes the recipe: give the probe a --tag of its own")
+    if (changes or args.look) and args.tag == "seed0":
+        parser.error("--set and --look change the recipe: give the probe a --tag of its own")
+    if args.look:
+        synthetic.PSF_SIGMA = (args.look[0], args.look[1])
+        synthetic.GLOW_AMOUNT = (args.look[2], args.look[3])
     global DEVICE
     DEVICE = args.device
     WORK.mkdir(parents=True, exist_ok=True)

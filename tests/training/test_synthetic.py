@@ -122,3 +122,24 @@ def test_import_needs_no_gui():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_glow_and_a_wider_psf_spread_the_stain_past_the_labels(monkeypatch):
+    from scipy import ndimage as ndi
+
+    from napari_fcnseg.training import synthetic
+
+    def outside_share(image, labels):
+        """Mean brightness 2-4 px outside the chambers, relative to the first 3 px inside."""
+        egg = labels > 0
+        outside, inside = ndi.distance_transform_edt(~egg), ndi.distance_transform_edt(egg)
+        pixels = image.max(axis=-1).astype(float)
+        band = (outside >= 2) & (outside <= 4)
+        return pixels[band].mean() / pixels[egg & (inside <= 3)].mean()
+
+    sharp_image, sharp_labels = make_egg_chamber_slice((256, 256), rng=3)
+    monkeypatch.setattr(synthetic, "PSF_SIGMA", (3.0, 4.0))
+    monkeypatch.setattr(synthetic, "GLOW_AMOUNT", (0.3, 0.5))
+    image, labels = make_egg_chamber_slice((256, 256), rng=3)
+    np.testing.assert_array_equal(labels, sharp_labels)  # the optics leave the labels alone
+    assert outside_share(image, labels) > 1.5 * outside_share(sharp_image, sharp_labels)

@@ -31,6 +31,15 @@ __all__ = [
 
 BACKGROUND, FOLLICLE, NUCLEUS, CYTOPLASM = 0, 1, 2, 3
 CLASS_NAMES = ("background", "follicle cells", "nurse-cell nuclei", "nurse-cell cytoplasm")
+#: Range of the Gaussian PSF's sigma, in pixels at ``scale`` 1.
+PSF_SIGMA = (0.6, 1.6)
+#: Out-of-focus glow: a share (drawn from ``GLOW_AMOUNT``) of the blurred stain, blurred again
+#: with a sigma from ``GLOW_SIGMA`` (pixels at scale 1), added to it. None by default (no
+#: random draw either, so the default slices stay as they were). The real slices' edges fall
+#: off more slowly than these slices' (``benchmarks/bench_edges.py``); ``bench_quality.py
+#: --look`` trains the recipe with other values.
+GLOW_AMOUNT = (0.0, 0.0)
+GLOW_SIGMA = (6.0, 15.0)
 
 
 def _draw_nuclei(
@@ -161,8 +170,11 @@ def _optics(
         across = across - along**2 / rng.uniform(3e2, 3e3)
         tube = np.exp(-((across / rng.uniform(8, 25)) ** 2)).astype(np.float32)
         stain += rng.uniform(0.04, 0.12) * tube
-    psf = (0, *2 * [rng.uniform(0.6, 1.6) * scale])
+    psf = (0, *2 * [rng.uniform(*PSF_SIGMA) * scale])
     stain = ndi.gaussian_filter(stain, psf)
+    if GLOW_AMOUNT[1] > 0:
+        amount, reach = rng.uniform(*GLOW_AMOUNT), rng.uniform(*GLOW_SIGMA) * scale
+        stain += amount * ndi.gaussian_filter(stain, (0, reach, reach))
     if channels == 1:
         colour = stain[..., None]
     else:
