@@ -28,7 +28,8 @@ Writes ``docs/images/finetune_brightfield.png``.
 
     python benchmarks/bench_quality.py [--part eggs|structure|finetune|all] [--data DIR]
         [--tag NAME --set name=value ...]   (a probe of the recipe, egg part)
-        [--tag NAME --look PSF_LO PSF_HI GLOW_LO GLOW_HI]   (another synthetic look, egg part)
+        [--tag NAME --look sharp|confocal|mixed|PSF_LO PSF_HI GLOW_LO GLOW_HI]
+                                             (another synthetic look, egg part)
 """
 
 from __future__ import annotations
@@ -81,7 +82,13 @@ def _probabilities(model, image: np.ndarray) -> np.ndarray:
     return run_to_completion(predict_probabilities(model, image, device=DEVICE))
 
 
-def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = None) -> None:
+def eggs(
+    data: Path,
+    retrain: bool,
+    tag: str = "seed0",
+    changes: dict | None = None,
+    optics: tuple[synthetic.Optics, ...] | None = None,
+) -> None:
     real = egg_recipe.real_egg_samples(data)
     cache = WORK / f"pretrained_{tag}.safetensors"
     start = time.perf_counter()
@@ -90,7 +97,9 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
         print(f"synthetic pretraining: reused {cache}")
     else:
         result = run_to_completion(
-            egg_recipe.pretrain_egg_chamber_model(seed=0, device="cpu", changes=changes)
+            egg_recipe.pretrain_egg_chamber_model(
+                seed=0, device="cpu", changes=changes, optics=optics
+            )
         )
         pretrained = result.model
         save_model(pretrained, cache, overwrite=True)
@@ -112,7 +121,7 @@ def eggs(data: Path, retrain: bool, tag: str = "seed0", changes: dict | None = N
             print(f"{name}: reused {fold_model}")
         else:
             job = egg_recipe.train_egg_chamber_model(
-                train, seed=0, device="cpu", pretrained=pretrained, changes=changes
+                train, seed=0, device="cpu", pretrained=pretrained, changes=changes, optics=optics
             )
             model = run_to_completion(job).model
             save_model(model, fold_model, overwrite=True)
@@ -484,6 +493,17 @@ def _plot(
     print(f"wrote {out.relative_to(ROOT)}")
 
 
+def _look(parser: argparse.ArgumentParser, words: list[str]) -> tuple[synthetic.Optics, ...]:
+    """The optics ``--look`` names: a look of :data:`egg_recipe.LOOKS`, or four numbers."""
+    if len(words) == 1 and words[0] in egg_recipe.LOOKS:
+        return egg_recipe.LOOKS[words[0]]
+    try:
+        lo, hi, glow_lo, glow_hi = (float(word) for word in words)
+    except ValueError:
+        parser.error(f"--look: one of {', '.join(egg_recipe.LOOKS)}, or four numbers")
+    return (synthetic.Optics(psf_sigma=(lo, hi), glow=(glow_lo, glow_hi)),)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["eggs", "structure", "finetune", "all"], default="all")
@@ -527,26 +547,24 @@ def main() -> None:
     )
     parser.add_argument(
         "--look",
-        nargs=4,
-        type=float,
-        metavar=("PSF_LO", "PSF_HI", "GLOW_LO", "GLOW_HI"),
-        help="egg part: the synthetic slices drawn with another PSF sigma range and glow "
-        "(synthetic.PSF_SIGMA, GLOW_AMOUNT; a probe): give it a --tag of its own",
+        nargs="+",
+        metavar="LOOK",
+        help="egg part: the synthetic slices drawn in another look (a probe; the recipe's: "
+        f"egg_recipe.EGG_OPTICS): one of {', '.join(egg_recipe.LOOKS)}, or PSF_LO PSF_HI "
+        "GLOW_LO GLOW_HI (synthetic.Optics); give it a --tag of its own",
     )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
     if (changes or args.look) and args.tag == "seed0":
         parser.error("--set and --look change the recipe: give the probe a --tag of its own")
-    if args.look:
-        synthetic.PSF_SIGMA = (args.look[0], args.look[1])
-        synthetic.GLOW_AMOUNT = (args.look[2], args.look[3])
+    optics = _look(parser, args.look) if args.look else None
     global DEVICE
     DEVICE = args.device
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"torch threads: {torch.get_num_threads()}")
     if args.part in ("eggs", "all"):
         if args.data.is_dir():
-            eggs(args.data, args.retrain, args.tag, changes)
+            eggs(args.data, args.retrain, args.tag, changes, optics)
         else:
             print(f"skipping the egg-chamber part: {args.data} is absent")
     if args.part in ("structure", "all"):

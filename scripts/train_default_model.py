@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from collections.abc import Generator
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from napari_fcnseg.model.default import resolve_model_path
 from napari_fcnseg.training.egg_recipe import (
     pretrain_egg_chamber_model,
     real_egg_samples,
+    recipe_optics,
     train_egg_chamber_model,
 )
 from napari_fcnseg.training.trainer import TrainResult
@@ -99,6 +101,7 @@ def main() -> int:
             "3 confocal slices of Drosophila ovaries (pyImSegm, BSD-3-Clause, (c) Jiri "
             "Borovec; Borovec, Kybic & Nava, MLMI 2017)",
             "recipe": "napari_fcnseg.training.egg_recipe",
+            "synthetic_optics": [asdict(look) for look in recipe_optics(structure)],
             "script": "scripts/train_default_model.py",
             "seed": args.seed,
             "total_seconds": round(time.perf_counter() - start, 1),

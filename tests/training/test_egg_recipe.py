@@ -22,6 +22,24 @@ def test_the_recipe_keeps_its_settings():
         assert config.precision == "float32" and not config.channels_last
 
 
+def test_the_egg_recipe_draws_sharp_and_confocal_edges_in_turn_and_the_structures_sharp():
+    from napari_fcnseg.training.synthetic import CONFOCAL, SHARP
+
+    assert recipe.recipe_optics() == (SHARP, CONFOCAL)
+    assert recipe.recipe_optics(structure=True) == (SHARP,)
+    mixed = recipe.synthetic_egg_samples(3, seed=0, shape=(64, 96))
+    assert [s.name for s in mixed] == [
+        "synthetic-0-0",
+        f"synthetic-0-1-{CONFOCAL.tag}",
+        "synthetic-0-2",
+    ]
+    sharp = recipe.synthetic_egg_samples(1, seed=0, shape=(64, 96), optics=SHARP)[0]
+    glowing = recipe.synthetic_egg_samples(1, seed=0, shape=(64, 96), optics=CONFOCAL)[0]
+    assert np.array_equal(mixed[0].image, sharp.image)
+    assert np.array_equal(glowing.labels, sharp.labels)
+    assert not np.array_equal(glowing.image, sharp.image)
+
+
 def test_initial_weights_come_from_the_seed_not_the_global_generator():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
@@ -81,7 +99,7 @@ def test_the_structure_variant_keeps_the_four_classes(miniature):
     model = recipe.egg_chamber_model(0, structure=True)
     assert model.info.class_names == recipe.STRUCTURE_CLASS_NAMES and model.info.num_classes == 4
     synthetic = recipe.synthetic_egg_samples(2, seed=0, structure=True)
-    eggs = recipe.synthetic_egg_samples(2, seed=0)
+    eggs = recipe.synthetic_egg_samples(2, seed=0, optics=recipe.recipe_optics(structure=True))
     assert {int(v) for s in synthetic for v in np.unique(s.labels)} <= {0, 1, 2, 3}
     assert max(int(s.labels.max()) for s in synthetic) > 1  # the inner structures are there
     for four, two in zip(synthetic, eggs):  # the same slices: egg = any structure

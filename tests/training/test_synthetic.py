@@ -124,10 +124,10 @@ def test_import_needs_no_gui():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_glow_and_a_wider_psf_spread_the_stain_past_the_labels(monkeypatch):
+def test_a_glow_and_a_wider_psf_spread_the_stain_past_the_labels():
     from scipy import ndimage as ndi
 
-    from napari_fcnseg.training import synthetic
+    from napari_fcnseg.training.synthetic import CONFOCAL, SHARP, Optics
 
     def outside_share(image, labels):
         """Mean brightness 2-4 px outside the chambers, relative to the first 3 px inside."""
@@ -138,8 +138,11 @@ def test_a_glow_and_a_wider_psf_spread_the_stain_past_the_labels(monkeypatch):
         return pixels[band].mean() / pixels[egg & (inside <= 3)].mean()
 
     sharp_image, sharp_labels = make_egg_chamber_slice((256, 256), rng=3)
-    monkeypatch.setattr(synthetic, "PSF_SIGMA", (3.0, 4.0))
-    monkeypatch.setattr(synthetic, "GLOW_AMOUNT", (0.3, 0.5))
-    image, labels = make_egg_chamber_slice((256, 256), rng=3)
+    np.testing.assert_array_equal(
+        sharp_image, make_egg_chamber_slice((256, 256), rng=3, optics=SHARP)[0]
+    )
+    wide = Optics(psf_sigma=(3.0, 4.0), glow=(0.3, 0.5))
+    image, labels = make_egg_chamber_slice((256, 256), rng=3, optics=wide)
     np.testing.assert_array_equal(labels, sharp_labels)  # the optics leave the labels alone
     assert outside_share(image, labels) > 1.5 * outside_share(sharp_image, sharp_labels)
+    assert SHARP.tag == "" and CONFOCAL.tag == "psf1.5-4.5-glow0.1-0.5"

@@ -14,6 +14,8 @@ cytoplasm) is 3; see :data:`CLASS_NAMES`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -24,6 +26,9 @@ from .synthetic_brightfield import make_brightfield_slice
 
 __all__ = [
     "CLASS_NAMES",
+    "CONFOCAL",
+    "SHARP",
+    "Optics",
     "make_brightfield_slice",
     "make_egg_chamber_slice",
     "make_egg_chamber_stack",
@@ -31,15 +36,36 @@ __all__ = [
 
 BACKGROUND, FOLLICLE, NUCLEUS, CYTOPLASM = 0, 1, 2, 3
 CLASS_NAMES = ("background", "follicle cells", "nurse-cell nuclei", "nurse-cell cytoplasm")
-#: Range of the Gaussian PSF's sigma, in pixels at ``scale`` 1.
-PSF_SIGMA = (0.6, 1.6)
-#: Out-of-focus glow: a share (drawn from ``GLOW_AMOUNT``) of the blurred stain, blurred again
-#: with a sigma from ``GLOW_SIGMA`` (pixels at scale 1), added to it. None by default (no
-#: random draw either, so the default slices stay as they were). The real slices' edges fall
-#: off more slowly than these slices' (``benchmarks/bench_edges.py``); ``bench_quality.py
-#: --look`` trains the recipe with other values.
-GLOW_AMOUNT = (0.0, 0.0)
-GLOW_SIGMA = (6.0, 15.0)
+
+
+@dataclass(frozen=True)
+class Optics:
+    """How the microscope renders a scene, in pixels at ``scale`` 1.
+
+    ``psf_sigma``: the range of the Gaussian PSF's sigma. ``glow``: out-of-focus light, a share
+    (drawn from this range) of the blurred stain, blurred again with a sigma from
+    ``glow_sigma`` and added to it; none by default (and no random draw either, so the default
+    slices stay as they were).
+    """
+
+    psf_sigma: tuple[float, float] = (0.6, 1.6)
+    glow: tuple[float, float] = (0.0, 0.0)
+    glow_sigma: tuple[float, float] = (6.0, 15.0)
+
+    @property
+    def tag(self) -> str:
+        """``""`` for the default optics, else a short name of these (in sample names)."""
+        if self == Optics():
+            return ""
+        psf, glow = self.psf_sigma, self.glow
+        return f"psf{psf[0]:g}-{psf[1]:g}-glow{glow[0]:g}-{glow[1]:g}"
+
+
+#: The generator's first optics: sharp edges (the chambers' stain ends within 1-2 px).
+SHARP = Optics()
+#: Edges that fall off over several pixels, with a faint glow beyond them, as the real confocal
+#: slices' do (``benchmarks/bench_edges.py``; ``benchmarks/README.md``, "The synthetic look").
+CONFOCAL = Optics(psf_sigma=(1.5, 4.5), glow=(0.1, 0.5))
 
 
 def _draw_nuclei(
@@ -128,6 +154,7 @@ def _render(
     channels: int,
     scale: float,
     n_chains: int | None,
+    optics: Optics,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a (Z, H, W) scene; shared by the slice and stack generators."""
     nz, h, w = shape
@@ -146,7 +173,8 @@ def _render(
     planes = [_render_plane(chambers, z, (h, w), look, dots[k], fine[k]) for k, z in enumerate(zs)]
     labels = np.stack([p[0] for p in planes])
     stain, cyto = np.stack([p[1] for p in planes]), np.stack([p[2] for p in planes])
-    return _optics(rng, stain, cyto * (0.7 + 0.3 * fine), labels, channels, scale), labels
+    image = _optics(rng, stain, cyto * (0.7 + 0.3 * fine), labels, channels, scale, optics)
+    return image, labels
 
 
 def _optics(
@@ -156,6 +184,7 @@ def _optics(
     labels: np.ndarray,
     channels: int,
     scale: float,
+    optics: Optics,
 ) -> np.ndarray:
     """Light, blur, colour and noise: (Z, H, W) stain to uint8 (Z, H, W[, 3]) image."""
     _, h, w = stain.shape
@@ -170,10 +199,10 @@ def _optics(
         across = across - along**2 / rng.uniform(3e2, 3e3)
         tube = np.exp(-((across / rng.uniform(8, 25)) ** 2)).astype(np.float32)
         stain += rng.uniform(0.04, 0.12) * tube
-    psf = (0, *2 * [rng.uniform(*PSF_SIGMA) * scale])
+    psf = (0, *2 * [rng.uniform(*optics.psf_sigma) * scale])
     stain = ndi.gaussian_filter(stain, psf)
-    if GLOW_AMOUNT[1] > 0:
-        amount, reach = rng.uniform(*GLOW_AMOUNT), rng.uniform(*GLOW_SIGMA) * scale
+    if optics.glow[1] > 0:
+        amount, reach = rng.uniform(*optics.glow), rng.uniform(*optics.glow_sigma) * scale
         stain += amount * ndi.gaussian_filter(stain, (0, reach, reach))
     if channels == 1:
         colour = stain[..., None]
@@ -206,6 +235,7 @@ def make_egg_chamber_slice(
     channels: int = 3,
     scale: float = 1.0,
     n_chains: int | None = None,
+    optics: Optics = SHARP,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one confocal-like slice of egg-chamber chains and its exact labels.
 
@@ -221,6 +251,8 @@ def make_egg_chamber_slice(
         Size of the chambers relative to the real 650 x 1030 slices (1.0: same pixel size).
     n_chains
         Number of chains of chambers; random (1 to 3) when None.
+    optics
+        PSF and glow (:class:`Optics`; default :data:`SHARP`).
 
     Returns
     -------
@@ -230,7 +262,7 @@ def make_egg_chamber_slice(
         uint8 (H, W): 0 background, 1 follicle cells, 2 nurse-cell nuclei, 3 cytoplasm.
     """
     _check(tuple(shape), 2, channels)
-    image, labels = _render((1, *shape), 1.0, as_generator(rng), channels, scale, n_chains)
+    image, labels = _render((1, *shape), 1.0, as_generator(rng), channels, scale, n_chains, optics)
     return image[0], labels[0]
 
 
@@ -242,6 +274,7 @@ def make_egg_chamber_stack(
     scale: float = 1.0,
     z_spacing: float = 4.0,
     n_chains: int | None = None,
+    optics: Optics = SHARP,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a z-stack of slices through the same 3-D scene, and its exact labels.
 
@@ -259,6 +292,8 @@ def make_egg_chamber_stack(
         Distance between planes, in in-plane pixels.
     n_chains
         Number of chains of chambers; random (1 to 3) when None.
+    optics
+        PSF and glow (:class:`Optics`; default :data:`SHARP`).
 
     Returns
     -------
@@ -269,4 +304,4 @@ def make_egg_chamber_stack(
     """
     _check(tuple(shape), 3, channels)
     nz, h, w = shape
-    return _render((nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains)
+    return _render((nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains, optics)
