@@ -28,8 +28,8 @@ Writes ``docs/images/finetune_brightfield.png``.
 
     python benchmarks/bench_quality.py [--part eggs|structure|finetune|all] [--data DIR]
         [--tag NAME --set name=value ...]   (a probe of the recipe, egg part)
-        [--tag NAME --look sharp|confocal|mixed|PSF_LO PSF_HI GLOW_LO GLOW_HI]
-                                             (another synthetic look, egg part)
+        [--tag NAME --look sharp|confocal|mixed|mostly-confocal|PSF_LO PSF_HI GLOW_LO GLOW_HI]
+                                             (another synthetic look, egg or structure part)
 """
 
 from __future__ import annotations
@@ -253,17 +253,25 @@ def _class_scores(prediction: np.ndarray, truth: np.ndarray, classes: int) -> di
     return {"iou": ious, "f1": f1s}
 
 
-def structure(data: Path, retrain: bool, folds: bool) -> None:
+def structure(
+    data: Path,
+    retrain: bool,
+    folds: bool,
+    tag: str = "seed0",
+    optics: tuple[synthetic.Optics, ...] | None = None,
+) -> None:
     """Leave-one-out per-class IoU and F1 of the four-structure recipe, next to a forest."""
     names = egg_recipe.STRUCTURE_CLASS_NAMES
     real = egg_recipe.real_egg_samples(data, structure=True)
-    cache = WORK / "pretrained_structure_seed0.safetensors"
+    cache = WORK / f"pretrained_structure_{tag}.safetensors"
     if cache.exists() and not retrain:
         stage1 = load_model(cache)
         print(f"synthetic pretraining (four structures): reused {cache}")
     else:
         t0 = time.perf_counter()
-        job = egg_recipe.pretrain_egg_chamber_model(seed=0, device="cpu", structure=True)
+        job = egg_recipe.pretrain_egg_chamber_model(
+            seed=0, device="cpu", structure=True, optics=optics
+        )
         stage1 = run_to_completion(job).model
         save_model(stage1, cache, overwrite=True)
         print(f"synthetic pretraining (four structures): {time.perf_counter() - t0:.0f} s")
@@ -278,12 +286,12 @@ def structure(data: Path, retrain: bool, folds: bool) -> None:
         rows.append((held_out.name, "U-Net, synthetic only", scores))
         if not folds:
             continue
-        fold_model = WORK / f"loo_structure_{held_out.name}_seed0.safetensors"
+        fold_model = WORK / f"loo_structure_{held_out.name}_{tag}.safetensors"
         if fold_model.exists() and not retrain:
             model = load_model(fold_model)
         else:
             job = egg_recipe.train_egg_chamber_model(
-                others, seed=0, device="cpu", pretrained=stage1, structure=True
+                others, seed=0, device="cpu", pretrained=stage1, structure=True, optics=optics
             )
             model = run_to_completion(job).model
             save_model(model, fold_model, overwrite=True)
@@ -534,8 +542,9 @@ def main() -> None:
     parser.add_argument(
         "--tag",
         default="seed0",
-        help="egg part: the stage-1 and fold models are benchmarks/_work/pretrained_TAG and "
-        "loo_SLICE_TAG (cached; the recipe's own: seed0)",
+        help="the stage-1 and fold models are benchmarks/_work/pretrained_TAG and loo_SLICE_TAG "
+        "(structure part: pretrained_structure_TAG, loo_structure_SLICE_TAG; cached; the "
+        "recipe's own: seed0)",
     )
     parser.add_argument(
         "--set",
@@ -549,8 +558,8 @@ def main() -> None:
         "--look",
         nargs="+",
         metavar="LOOK",
-        help="egg part: the synthetic slices drawn in another look (a probe; the recipe's: "
-        f"egg_recipe.EGG_OPTICS): one of {', '.join(egg_recipe.LOOKS)}, or PSF_LO PSF_HI "
+        help="egg and structure parts: the synthetic slices drawn in another look (a probe; "
+        "the recipe's: egg_recipe.recipe_optics): one of {', '.join(egg_recipe.LOOKS)}, or PSF_LO PSF_HI "
         "GLOW_LO GLOW_HI (synthetic.Optics); give it a --tag of its own",
     )
     args = parser.parse_args()
@@ -569,7 +578,7 @@ def main() -> None:
             print(f"skipping the egg-chamber part: {args.data} is absent")
     if args.part in ("structure", "all"):
         if args.data.is_dir():
-            structure(args.data, args.retrain, folds=not args.skip_folds)
+            structure(args.data, args.retrain, not args.skip_folds, args.tag, optics)
         else:
             print(f"skipping the structure part: {args.data} is absent")
     if args.part in ("finetune", "all"):

@@ -65,6 +65,7 @@ LOOKS: dict[str, tuple[Optics, ...]] = {
     "sharp": (SHARP,),
     "confocal": (CONFOCAL,),
     "mixed": (SHARP, CONFOCAL),
+    "mostly-confocal": (CONFOCAL, SHARP, CONFOCAL),
 }
 
 
