@@ -559,8 +559,8 @@ def main() -> None:
         nargs="+",
         metavar="LOOK",
         help="egg and structure parts: the synthetic slices drawn in another look (a probe; "
-        "the recipe's: egg_recipe.recipe_optics): one of {', '.join(egg_recipe.LOOKS)}, or PSF_LO PSF_HI "
-        "GLOW_LO GLOW_HI (synthetic.Optics); give it a --tag of its own",
+        f"the recipe's: egg_recipe.recipe_optics): one of {', '.join(egg_recipe.LOOKS)}, or "
+        "PSF_LO PSF_HI GLOW_LO GLOW_HI (synthetic.Optics); give it a --tag of its own",
     )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
