@@ -22,20 +22,21 @@ def test_the_recipe_keeps_its_settings():
         assert config.precision == "float32" and not config.channels_last
 
 
-def test_the_egg_recipe_draws_sharp_and_confocal_edges_in_turn_and_the_structures_sharp():
+def test_the_egg_recipe_draws_two_confocal_slices_to_one_sharp_and_the_structures_sharp():
     from napari_fcnseg.training.synthetic import CONFOCAL, SHARP
 
-    assert recipe.recipe_optics() == (SHARP, CONFOCAL)
+    assert recipe.recipe_optics() == (CONFOCAL, SHARP, CONFOCAL)
     assert recipe.recipe_optics(structure=True) == (SHARP,)
-    mixed = recipe.synthetic_egg_samples(3, seed=0, shape=(64, 96))
+    mixed = recipe.synthetic_egg_samples(4, seed=0, shape=(64, 96))
     assert [s.name for s in mixed] == [
-        "synthetic-0-0",
-        f"synthetic-0-1-{CONFOCAL.tag}",
-        "synthetic-0-2",
+        f"synthetic-0-0-{CONFOCAL.tag}",
+        "synthetic-0-1",
+        f"synthetic-0-2-{CONFOCAL.tag}",
+        f"synthetic-0-3-{CONFOCAL.tag}",
     ]
     sharp = recipe.synthetic_egg_samples(1, seed=0, shape=(64, 96), optics=SHARP)[0]
     glowing = recipe.synthetic_egg_samples(1, seed=0, shape=(64, 96), optics=CONFOCAL)[0]
-    assert np.array_equal(mixed[0].image, sharp.image)
+    assert np.array_equal(mixed[0].image, glowing.image)
     assert np.array_equal(glowing.labels, sharp.labels)
     assert not np.array_equal(glowing.image, sharp.image)
 
