@@ -3,6 +3,7 @@
     python scripts/train_default_model.py [--data ../shared/data/drosophila_ovary] [--overwrite]
     python scripts/train_default_model.py --out /tmp/again.safetensors --compare default
     python scripts/train_default_model.py --structure   # the four-structure variant
+    python scripts/train_default_model.py --structure --from-stage1 FIRST.safetensors
 
 Runs the recipe in ``napari_fcnseg.training.egg_recipe`` (synthetic pretraining, then synthetic
 plus the three real annotated slices) with fixed seeds and fixed step counts, on the CPU. Writes
@@ -31,6 +32,8 @@ from napari_fcnseg.core.progress import Progress
 from napari_fcnseg.model.checkpoint import SegmentationModel, load_model, save_model
 from napari_fcnseg.model.default import resolve_model_path
 from napari_fcnseg.training.egg_recipe import (
+    EGG_CLASS_NAMES,
+    STRUCTURE_CLASS_NAMES,
     pretrain_egg_chamber_model,
     real_egg_samples,
     recipe_optics,
@@ -65,6 +68,13 @@ def main() -> int:
         "benchmarks/_work/pretrained_seed0.safetensors)",
     )
     parser.add_argument(
+        "--from-stage1",
+        type=Path,
+        metavar="PATH",
+        help="skip the synthetic-only stage: load it from a file an earlier --stage1 run of the "
+        "same recipe wrote (the stage is deterministic, so this saves its minutes)",
+    )
+    parser.add_argument(
         "--compare", metavar="MODEL", help="model file (or 'default') the new weights must equal"
     )
     args = parser.parse_args()
@@ -77,20 +87,35 @@ def main() -> int:
         return 2
     structure = bool(args.structure)
     out = args.out or (STRUCTURE_OUT if structure else DEFAULT_OUT)
+    if out.exists() and not args.overwrite:
+        # checked before the half hour of training, not after it
+        print(f"{out} exists: give --overwrite to replace it, or --out", file=sys.stderr)
+        return 2
+    if args.from_stage1:
+        first = load_model(args.from_stage1)
+        wanted = len(STRUCTURE_CLASS_NAMES if structure else EGG_CLASS_NAMES)
+        if first.info.num_classes != wanted:
+            print(
+                f"{args.from_stage1} has {first.info.num_classes} classes, this recipe {wanted}: "
+                f"give a first stage of the same recipe{' (--structure)' if structure else ''}",
+                file=sys.stderr,
+            )
+            return 2
     real = real_egg_samples(args.data, structure=structure)
     start = time.perf_counter()
     # The two stages one after the other (what train_egg_chamber_model(real) runs in one call),
     # so that the synthetic-only stage can be kept for benchmarks/bench_quality.py.
-    stage1 = _run(
-        "synthetic only",
-        pretrain_egg_chamber_model(seed=args.seed, device="cpu", structure=structure),
-    )
+    if not args.from_stage1:
+        first = _run(
+            "synthetic only",
+            pretrain_egg_chamber_model(seed=args.seed, device="cpu", structure=structure),
+        ).model
     if args.stage1:
-        save_model(stage1.model, args.stage1, overwrite=True)
+        save_model(first, args.stage1, overwrite=True)
     result = _run(
         "synthetic + real",
         train_egg_chamber_model(
-            real, seed=args.seed, device="cpu", pretrained=stage1.model, structure=structure
+            real, seed=args.seed, device="cpu", pretrained=first, structure=structure
         ),
     )
     model = result.model
@@ -103,6 +128,7 @@ def main() -> int:
             "recipe": "napari_fcnseg.training.egg_recipe",
             "synthetic_optics": [asdict(look) for look in recipe_optics(structure)],
             "script": "scripts/train_default_model.py",
+            "first_stage": args.from_stage1.name if args.from_stage1 else "trained in this run",
             "seed": args.seed,
             "total_seconds": round(time.perf_counter() - start, 1),
             "licence": "BSD-3-Clause (weights); training data attribution as above",
