@@ -22,11 +22,11 @@ def test_the_recipe_keeps_its_settings():
         assert config.precision == "float32" and not config.channels_last
 
 
-def test_the_egg_recipe_draws_two_confocal_slices_to_one_sharp_and_the_structures_sharp():
+def test_both_variants_of_the_recipe_draw_two_confocal_slices_to_one_sharp():
     from napari_fcnseg.training.synthetic import CONFOCAL, SHARP
 
     assert recipe.recipe_optics() == (CONFOCAL, SHARP, CONFOCAL)
-    assert recipe.recipe_optics(structure=True) == (SHARP,)
+    assert recipe.recipe_optics(structure=True) == (CONFOCAL, SHARP, CONFOCAL)
     mixed = recipe.synthetic_egg_samples(4, seed=0, shape=(64, 96))
     assert [s.name for s in mixed] == [
         f"synthetic-0-0-{CONFOCAL.tag}",
