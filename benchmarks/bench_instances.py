@@ -12,7 +12,11 @@ The model's masks are taken as they come and after Refine with CRF (default sett
 is what Segment's objects are split from once the labels are refined. The mean best IoU over
 every annotated chamber closes the output.
 
-Usage: ``python benchmarks/bench_instances.py [--model PATH] [--data DIR]``.
+With ``--folds TAG`` it also scores each slice with the recipe's leave-one-out model that
+``bench_quality.py --part eggs --tag TAG`` trained without it (what a user gets on a new
+slice), with and without the CRF.
+
+Usage: ``python benchmarks/bench_instances.py [--model PATH] [--folds TAG] [--data DIR]``.
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ from _report import header
 
 from napari_fcnseg.core.crf import refine_with_crf
 from napari_fcnseg.core.instances import split_instances
-from napari_fcnseg.core.predict import predict_probabilities
+from napari_fcnseg.core.predict import predict_probabilities, probabilities_to_labels
 from napari_fcnseg.core.progress import run_to_completion
-from napari_fcnseg.model.checkpoint import load_model
+from napari_fcnseg.model.checkpoint import SegmentationModel, load_model
 from napari_fcnseg.training import egg_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "drosophila_ovary"
-START = ROOT / "benchmarks" / "_work" / "pretrained_seed0.safetensors"
+WORK = ROOT / "benchmarks" / "_work"
+START = WORK / "pretrained_seed0.safetensors"
 
 
 def distance_watershed(mask: np.ndarray, min_distance: int = 20) -> np.ndarray:
@@ -94,34 +99,59 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=START)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--folds",
+        metavar="TAG",
+        help="also the recipe's leave-one-out models bench_quality.py --tag TAG cached "
+        "(benchmarks/_work/loo_<slice>_TAG.safetensors: each slice scored by the model trained "
+        "on the two others, labels as Segment makes them)",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"skipped: {args.data} (the shared real slices) is absent")
         return 0
     print(header())
-    sources: list[tuple[str, object, bool]] = [("annotated egg mask", None, False)]
+    sources: list[tuple[str, Callable[[str], SegmentationModel] | None, bool]] = [
+        ("annotated egg mask", None, False)
+    ]
     if args.model.is_file():
         model = load_model(args.model)
-        sources.append((f"model {args.model.name}", model, False))
-        sources.append((f"model {args.model.name} + CRF", model, True))
+        sources.append((f"model {args.model.name}", lambda _: model, False))
+        sources.append((f"model {args.model.name} + CRF", lambda _: model, True))
+    if args.folds:
+        folds = {
+            s.name: WORK / f"loo_{s.name}_{args.folds}.safetensors"
+            for s in egg_recipe.real_egg_samples(args.data)
+        }
+        missing = [str(p) for p in folds.values() if not p.is_file()]
+        if missing:
+            print(f"--folds {args.folds}: run bench_quality.py --part eggs --tag {args.folds} "
+                  f"first ({', '.join(missing)} absent)", file=sys.stderr)  # fmt: skip
+            return 2
+
+        def fold_model(name: str) -> SegmentationModel:
+            return load_model(folds[name])
+
+        sources.append((f"leave-one-out models {args.folds}", fold_model, False))
+        sources.append((f"leave-one-out models {args.folds} + CRF", fold_model, True))
     print(
         "\n| mask | slice | method | matched at IoU >= 0.5 | mean best IoU | objects / chambers "
         "| outline offset (px) |"
     )
     print("|---|---|---|---|---|---|---|")
     every: dict[tuple[str, str], list[np.ndarray]] = {}
-    for source, model, crf in sources:
+    for source, model_for, crf in sources:
         for sample in egg_recipe.real_egg_samples(args.data):
             chambers = np.asarray(skio.imread(args.data / "annot_eggs" / f"{sample.name}.png"))
-            if model is None:
+            if model_for is None:
                 mask = sample.labels > 0
             else:
-                probs = run_to_completion(
-                    predict_probabilities(model, sample.image, device="cpu")  # type: ignore[arg-type]
-                )
+                model = model_for(sample.name)
+                probs = run_to_completion(predict_probabilities(model, sample.image, device="cpu"))
                 if crf:
                     probs = refine_with_crf(sample.image, probs)
-                mask = probs.argmax(0) > 0
+                # as Segment labels it: the model's threshold, and its holes filled if it says so
+                mask = probabilities_to_labels(probs, fill_holes=model.info.fill_holes) > 0
             for name, method in METHODS.items():
                 best, offsets, inside, total = score(method(mask), chambers)
                 every.setdefault((source, name), []).append(best)

@@ -20,7 +20,9 @@ def _default_sigint() -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupting_predict_leaves_no_partial_output(tmp_path, tiny_model_file, signum):
     stack = tmp_path / "stack.tif"
-    data = (np.random.default_rng(0).random((200, 64, 64)) * 255).astype(np.uint8)
+    # long enough (about 25 s of prediction on 2 cores) that a test starved of the CPU for a
+    # few seconds still signals a running prediction; an interrupted one stops at once
+    data = (np.random.default_rng(0).random((1000, 64, 64)) * 255).astype(np.uint8)
     tifffile.imwrite(stack, data, imagej=True, metadata={"axes": "ZYX"})
     out = tmp_path / "out"
     out.mkdir()
