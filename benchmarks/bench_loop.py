@@ -15,13 +15,17 @@ the round would keep if stopped then: the best on held-out pixels so far, the st
 the held-out scores, steps and seconds, and, in the same run, a random forest on multiscale
 features (ilastik-style) trained on the same corrected slices. Masks are scored as a user sees
 them: with their holes filled when the model's file says so (the egg recipe's models do).
-Checks the targets of the loop issue and writes ``docs/images/correction_loop.png``.
+Checks the targets of the loop issue and writes ``docs/images/correction_loop.png``. Then it
+prints what the selection kept against keeping every round's best candidate (exact for round
+1, an estimate for round 2); ``--summarise benchmarks/_work/TAG.json`` prints both for a saved
+run.
 
 With ``--guard N`` each round also scores the start and its best fine-tuned checkpoint on N
 synthetic slices that no round trains on (the slices the policy's own guard uses for N = 6).
 
     python benchmarks/bench_loop.py [--start benchmarks/_work/pretrained_seed0.safetensors]
         [--modes full,brush] [--budget 60] [--set name=value ...] [--tag NAME] [--guard N]
+    python benchmarks/bench_loop.py --summarise benchmarks/_work/NAME.json
 """
 
 from __future__ import annotations
@@ -285,7 +289,46 @@ def summarise(rows: list[dict[str, Any]], zero_mean: float, budget: float) -> bo
             print(f"- {mode}: {text}: {'met' if passed else 'MISSED'}")
             ok = ok and passed
     print(f"(zero-shot mean over the three slices: {zero_mean:.3f})")
+    selection_cost(rows)
     return ok
+
+
+def selection_cost(rows: list[dict[str, Any]]) -> None:
+    """Print what the selection kept, and what keeping every round's best candidate gives.
+
+    Round 1 starts from the same model whatever the rule, so its figure is exact; round 2's
+    candidates were trained from the models round 1 kept, so theirs is an estimate.
+    """
+    print("\nThe selection, against keeping every round's best candidate:")
+    for mode in sorted({r["mode"] for r in rows}):
+        mine = [r for r in rows if r["mode"] == mode]
+        one = [r for r in mine if r["round"] == 1]
+        two = [r for r in mine if r["round"] == 2]
+        kept = ", ".join(f"{r['iou'] - r['previous']:+.3f}" for r in mine if r["kept_new"])
+        line = f"- {mode}: kept {sum(r['kept_new'] for r in mine)} of {len(mine)} rounds"
+        line += f" (their change {kept})" if kept else ""
+        if one and two:
+            changes = [r["trained_iou"] - r["previous"] for r in mine]
+            worst = min(
+                r["trained_per_slice"][name] - r["per_slice"][name]
+                for r in one
+                for name in r["per_slice"]
+            )
+            line += (
+                f"; every candidate kept: after 1 slice "
+                f"{np.mean([r['trained_iou'] for r in one]):.3f} (exact; worst single slice "
+                f"{worst:+.3f}), after 2 slices {np.mean([r['trained_iou'] for r in two]):.3f} "
+                f"(estimate); candidates' change {min(changes):+.3f} .. {max(changes):+.3f}"
+            )
+        print(line)
+
+
+def _summarise_saved(path: Path, budget: float) -> int:
+    """Print the targets and the selection's cost of a run saved as JSON (``--summarise``)."""
+    record = json.loads(path.read_text())
+    rows, zero = record["rows"], record["zero_shot"]
+    print(f"{path.name}: commit {record['commit']}, {record['machine']}")
+    return 0 if summarise(rows, float(np.mean(list(zero.values()))), budget) else 1
 
 
 def plot(rows: list[dict[str, Any]], zero: dict[str, float], out: Path, where: str) -> None:
@@ -366,6 +409,13 @@ def main() -> int:
     parser.add_argument("--tag", default="loop")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
+        "--summarise",
+        type=Path,
+        metavar="JSON",
+        help="print the targets and the selection's cost of a saved run (benchmarks/_work/TAG"
+        ".json) and stop",
+    )
+    parser.add_argument(
         "--guard",
         type=int,
         default=0,
@@ -374,6 +424,8 @@ def main() -> int:
         "slices that no round trains on",
     )
     args = parser.parse_args()
+    if args.summarise:
+        return _summarise_saved(args.summarise, args.budget)
     if not args.data.is_dir():
         print(f"skipped: {args.data} (the shared real slices) is absent")
         return 0
@@ -406,7 +458,11 @@ def main() -> int:
         rounds = 1 if args.round1_only else 2
         rows.extend(loop(mode, start, slices, settings, cache, zero, rounds, guard))
     WORK.mkdir(parents=True, exist_ok=True)
-    record = {"commit": commit, "machine": where, "settings": dataclasses.asdict(settings)}
+    record: dict[str, Any] = {
+        "commit": commit,
+        "machine": where,
+        "settings": dataclasses.asdict(settings),
+    }
     record["zero_shot"], record["rows"] = zero, rows
     (WORK / f"{args.tag}.json").write_text(json.dumps(record, indent=1))
     if args.round1_only:
