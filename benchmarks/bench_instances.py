@@ -120,8 +120,7 @@ def main() -> int:
         sources.append((f"model {args.model.name} + CRF", lambda _: model, True))
     if args.folds:
         folds = {
-            s.name: WORK / f"loo_{s.name}_{args.folds}.safetensors"
-            for s in egg_recipe.real_egg_samples(args.data)
+            name: WORK / f"loo_{name}_{args.folds}.safetensors" for name in egg_recipe.REAL_NAMES
         }
         missing = [str(p) for p in folds.values() if not p.is_file()]
         if missing:
