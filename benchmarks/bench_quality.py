@@ -260,6 +260,8 @@ def structure(
     folds: bool,
     tag: str = "seed0",
     optics: tuple[synthetic.Optics, ...] | None = None,
+    changes: dict | None = None,
+    tips: bool | None = None,
 ) -> None:
     """Leave-one-out per-class IoU and F1 of the four-structure recipe, next to a forest."""
     names = egg_recipe.STRUCTURE_CLASS_NAMES
@@ -271,7 +273,7 @@ def structure(
     else:
         t0 = time.perf_counter()
         job = egg_recipe.pretrain_egg_chamber_model(
-            seed=0, device="cpu", structure=True, optics=optics
+            seed=0, device="cpu", changes=changes, structure=True, optics=optics, tips=tips
         )
         stage1 = run_to_completion(job).model
         save_model(stage1, cache, overwrite=True)
@@ -291,11 +293,30 @@ def structure(
         if fold_model.exists() and not retrain:
             model = load_model(fold_model)
         else:
+            t0 = time.perf_counter()
             job = egg_recipe.train_egg_chamber_model(
-                others, seed=0, device="cpu", pretrained=stage1, structure=True, optics=optics
+                others,
+                seed=0,
+                device="cpu",
+                pretrained=stage1,
+                changes=changes,
+                structure=True,
+                optics=optics,
+                tips=tips,
             )
-            model = run_to_completion(job).model
+            result = run_to_completion(job)
+            model = result.model
             save_model(model, fold_model, overwrite=True)
+            history = ", ".join(
+                f"{h['step']}: {h['val_iou']:.3f}"
+                for h in result.history
+                if h.get("val_iou") is not None
+            )
+            print(
+                f"{fold_model.name}: {time.perf_counter() - t0:.0f} s, {result.steps} steps, "
+                f"synthetic validation IoU by step {history}",
+                flush=True,
+            )
         probs = _probabilities(model, held_out.image)
         rows.append(
             (held_out.name, "U-Net, the recipe", _class_scores(probs.argmax(0), held_out.labels, 4))
@@ -557,7 +578,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="egg part: a training setting of both recipe stages changed (a probe), e.g. "
+        help="egg and structure parts: a training setting of both recipe stages changed (a "
+        "probe; a stage already cached under the tag is reused), e.g. "
         "channel_noise=true; give it a --tag of its own",
     )
     parser.add_argument(
@@ -568,10 +590,18 @@ def main() -> None:
         f"the recipe's: egg_recipe.recipe_optics): one of {', '.join(egg_recipe.LOOKS)}, or "
         "PSF_LO PSF_HI GLOW_LO GLOW_HI (synthetic.Optics); give it a --tag of its own",
     )
+    parser.add_argument(
+        "--tips",
+        action="store_true",
+        help="structure part: the synthetic chains end in an elongated germarium (a probe: "
+        "make_egg_chamber_slice(tips=True); give it a --tag of its own)",
+    )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
-    if (changes or args.look) and args.tag == "seed0":
-        parser.error("--set and --look change the recipe: give the probe a --tag of its own")
+    if (changes or args.look or args.tips) and args.tag == "seed0":
+        parser.error(
+            "--set, --look and --tips change the recipe: give the probe a --tag of its own"
+        )
     optics = _look(parser, args.look) if args.look else None
     global DEVICE
     DEVICE = args.device
@@ -584,7 +614,8 @@ def main() -> None:
             print(f"skipping the egg-chamber part: {args.data} is absent")
     if args.part in ("structure", "all"):
         if args.data.is_dir():
-            structure(args.data, args.retrain, not args.skip_folds, args.tag, optics)
+            tips = True if args.tips else None
+            structure(args.data, args.retrain, not args.skip_folds, args.tag, optics, changes, tips)
         else:
             print(f"skipping the structure part: {args.data} is absent")
     if args.part in ("finetune", "all"):

@@ -34,6 +34,7 @@ from napari_fcnseg.model.default import resolve_model_path
 from napari_fcnseg.training.egg_recipe import (
     EGG_CLASS_NAMES,
     STRUCTURE_CLASS_NAMES,
+    STRUCTURE_TIPS,
     pretrain_egg_chamber_model,
     real_egg_samples,
     recipe_optics,
@@ -127,6 +128,7 @@ def main() -> int:
             "Borovec; Borovec, Kybic & Nava, MLMI 2017)",
             "recipe": "napari_fcnseg.training.egg_recipe",
             "synthetic_optics": [asdict(look) for look in recipe_optics(structure)],
+            "synthetic_tips": bool(structure and STRUCTURE_TIPS),
             "script": "scripts/train_default_model.py",
             "first_stage": args.from_stage1.name if args.from_stage1 else "trained in this run",
             "seed": args.seed,

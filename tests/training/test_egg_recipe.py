@@ -100,7 +100,9 @@ def test_the_structure_variant_keeps_the_four_classes(miniature):
     model = recipe.egg_chamber_model(0, structure=True)
     assert model.info.class_names == recipe.STRUCTURE_CLASS_NAMES and model.info.num_classes == 4
     synthetic = recipe.synthetic_egg_samples(2, seed=0, structure=True)
-    eggs = recipe.synthetic_egg_samples(2, seed=0, optics=recipe.recipe_optics(structure=True))
+    eggs = recipe.synthetic_egg_samples(
+        2, seed=0, optics=recipe.recipe_optics(structure=True), tips=recipe.STRUCTURE_TIPS
+    )
     assert {int(v) for s in synthetic for v in np.unique(s.labels)} <= {0, 1, 2, 3}
     assert max(int(s.labels.max()) for s in synthetic) > 1  # the inner structures are there
     for four, two in zip(synthetic, eggs):  # the same slices: egg = any structure
@@ -108,6 +110,17 @@ def test_the_structure_variant_keeps_the_four_classes(miniature):
     result = _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", structure=True))
     assert result.model.info.class_names == recipe.STRUCTURE_CLASS_NAMES
     assert "foreground_threshold" not in result.model.info.provenance  # measured for eggs only
+
+
+def test_germarium_tips_are_a_probe_and_the_names_say_so():
+    structure = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), structure=True)
+    eggs = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96))
+    assert all(s.name.endswith("-tips") == recipe.STRUCTURE_TIPS for s in structure)
+    assert not any(s.name.endswith("-tips") for s in eggs)
+    plain = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), tips=False)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(eggs, plain, strict=True))
+    probe = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), structure=True, tips=True)
+    assert all(s.name.endswith("-tips") for s in probe)
 
 
 def test_the_egg_model_calls_foreground_only_above_the_recipes_threshold(miniature):

@@ -60,6 +60,44 @@ def test_labels_agree_with_fluorescence(slices):
             assert grey[labels == 2].mean() > grey[labels == 3].mean()
 
 
+def _follicle_only_buds(labels):
+    """Connected egg regions of more than 50 px that hold no nurse-cell class."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+
+    regions = regionprops(ndi.label(labels > 0)[0], intensity_image=labels)
+    return [r for r in regions if r.area > 50 and r.intensity_max == 1]
+
+
+def test_tips_end_chains_in_a_large_bright_germarium():
+    plain, tipped, brightness = [], [], []
+    for seed in range(12):  # the recipe's slice size: a chain's tip is often out of view
+        _, labels = make_egg_chamber_slice((512, 768), rng=seed)
+        plain += [r.area for r in _follicle_only_buds(labels)]
+        image, labels = make_egg_chamber_slice((512, 768), rng=seed, tips=True)
+        buds = _follicle_only_buds(labels)
+        tipped += [r.area for r in buds]
+        grey = image.max(axis=-1).astype(float)
+        for r in buds:
+            if (labels == 2).any():
+                rows, cols = r.coords.T
+                brightness.append(grey[rows, cols].mean() / grey[labels == 2].mean())
+    # without tips a chain shrinks to small round buds (semi-axes under 24 px); a germarium is
+    # up to 40 px across its chain and twice as long
+    assert max(np.sqrt(np.array(tipped) / np.pi)) > 28 > max(np.sqrt(np.array(plain) / np.pi))
+    assert sum(tipped) > 1.3 * sum(plain)
+    # its packed nuclei are about as bright as the nurse cells' (as the real tips are)
+    assert np.median(brightness) > 0.5
+
+
+def test_tips_leave_the_default_slices_unchanged():
+    a = make_egg_chamber_slice((96, 96), rng=7)
+    b = make_egg_chamber_slice((96, 96), rng=7, tips=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    c = make_egg_chamber_stack((3, 64, 64), rng=2, tips=True)
+    assert c[0].shape == (3, 64, 64, 3) and c[1].max() <= 3
+
+
 def test_stack_shapes_and_consistency_across_z(stack):
     image, labels = stack
     assert image.shape == (8, 128, 160, 3) and image.dtype == np.uint8

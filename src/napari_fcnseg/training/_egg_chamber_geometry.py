@@ -49,8 +49,15 @@ def _nurse_nuclei(rng: np.random.Generator, ch: Chamber) -> np.ndarray:
     return np.array(out, dtype=float).reshape(-1, 5)
 
 
-def _chain(rng: np.random.Generator, hw: tuple[int, int], scale: float) -> list[Chamber]:
-    """Chambers along a gently curving path, growing in one direction from a germarium tip."""
+def _chain(
+    rng: np.random.Generator, hw: tuple[int, int], scale: float, tips: bool = False
+) -> list[Chamber]:
+    """Chambers along a gently curving path, growing in one direction from a germarium tip.
+
+    ``tips``: the chain ends, where its chambers would shrink below germarium size, in one
+    germarium as the real slices show it (an elongated bud of densely packed cells, labelled
+    follicle cells only in ``annot_struct``) instead of ever smaller round buds.
+    """
     height, width = hw
     start = rng.uniform([0.15 * height, 0.15 * width], [0.85 * height, 0.85 * width])
     heading0 = rng.uniform(0, 2 * np.pi)
@@ -63,12 +70,15 @@ def _chain(rng: np.random.Generator, hw: tuple[int, int], scale: float) -> list[
             if direction < 0 and prev_a is None:
                 prev_a = b * 1.2  # the start chamber is made by the forward pass
                 b /= growth
-            a = b * rng.uniform(1.0, 1.35)
+            tip = tips and direction < 0 and prev_a is not None and b < 24 * scale
+            if tip:
+                b = scale * rng.uniform(18, 40)
+            a = b * rng.uniform(1.2, 2.0) if tip else b * rng.uniform(1.0, 1.35)
             if prev_a is not None:
                 heading += rng.normal(0, 0.25)
                 gap = rng.uniform(-0.15, 0.01) * b
                 pos = pos + (prev_a + a + gap) * np.array([np.sin(heading), np.cos(heading)])
-            if b > 160 * scale or b < 7 * scale:
+            if not tip and (b > 160 * scale or b < 7 * scale):
                 break
             if not (-a < pos[0] < height + a and -a < pos[1] < width + a):
                 break
@@ -82,13 +92,15 @@ def _chain(rng: np.random.Generator, hw: tuple[int, int], scale: float) -> list[
                 np.array([a, b, c]),
                 rim,
                 harm,
-                b < 24 * scale,
+                tip or b < 24 * scale,
                 np.zeros((0, 5)),
                 rng.uniform(0.7, 1.1),
             )
             if not ch.germarium:
                 ch.nuclei = _nurse_nuclei(rng, ch)
             chambers.append(ch)
+            if tip:
+                break
             prev_a, b = a, (b * growth if direction > 0 else b / growth)
     return chambers
 
@@ -126,16 +138,23 @@ def cut_plane(ch: Chamber, z: float, hw: tuple[int, int]) -> Cut | None:
 
 
 def make_scene(
-    rng: np.random.Generator, hw: tuple[int, int], scale: float, n_chains: int | None
+    rng: np.random.Generator,
+    hw: tuple[int, int],
+    scale: float,
+    n_chains: int | None,
+    tips: bool = False,
 ) -> list[Chamber]:
-    """Draw 1 to 3 chains (or ``n_chains``); later chains must not run through earlier ones."""
+    """Draw 1 to 3 chains (or ``n_chains``); later chains must not run through earlier ones.
+
+    ``tips``: chains end in an elongated germarium (:func:`_chain`).
+    """
     if n_chains is None:
         n_chains = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.1)
     chambers: list[Chamber] = []
     for _ in range(n_chains):
         chambers += [
             ch
-            for ch in _chain(rng, hw, scale)
+            for ch in _chain(rng, hw, scale, tips)
             if all(
                 np.hypot(*(ch.center[1:] - o.center[1:])) > 0.9 * (ch.axes[0] + o.axes[0])
                 for o in chambers

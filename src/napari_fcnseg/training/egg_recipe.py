@@ -61,6 +61,12 @@ EGG_FOREGROUND_THRESHOLD = 0.55
 #: "The synthetic look"). The four-structure variant uses the same look: it raised the worst
 #: unseen slice's mean F1 and the mean, though not every slice ("The four structures").
 EGG_OPTICS: tuple[Optics, ...] = (CONFOCAL, SHARP, CONFOCAL)
+#: Whether the four-structure recipe's synthetic chains end in an elongated germarium of
+#: densely packed cells (``make_egg_chamber_slice(tips=True)``). The real ``annot_struct`` files
+#: label the tip of a chain, up to about 50 px across, follicle cells only, and the network
+#: takes its packed nuclei for nurse-cell nuclei; but drawn so, the tips lowered every unseen
+#: slice (benchmarks/README.md, "Probe: germarium tips"), so the recipe does not draw them.
+STRUCTURE_TIPS = False
 #: Named looks for probes (``bench_quality.py --look NAME``).
 LOOKS: dict[str, tuple[Optics, ...]] = {
     "sharp": (SHARP,),
@@ -104,12 +110,18 @@ def synthetic_egg_samples(
     *,
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
+    tips: bool | None = None,
 ) -> list[TrainingSample]:
     """``count`` synthetic RGB slices (``shape``, default :data:`SYNTHETIC_SHAPE`) with labels.
 
     Slice ``i`` is rendered with ``optics[i % len(optics)]`` (default :func:`recipe_optics`);
     other than the generator's default, its :attr:`~.synthetic.Optics.tag` ends the name.
+    ``tips``: chains end in an elongated germarium (``make_egg_chamber_slice``; the name then
+    ends in ``-tips``); by default :data:`STRUCTURE_TIPS` for the four-structure slices, never
+    for the egg-chamber recipe's.
     """
+    if tips is None:
+        tips = structure and STRUCTURE_TIPS
     shape = shape or SYNTHETIC_SHAPE
     if optics is None:
         optics = recipe_optics(structure)
@@ -118,8 +130,8 @@ def synthetic_egg_samples(
     samples = []
     for i in range(count):
         look = looks[i % len(looks)]
-        image, labels = make_egg_chamber_slice(shape, rng=rng, optics=look)
-        name = f"synthetic-{seed}-{i}" + (f"-{look.tag}" if look.tag else "")
+        image, labels = make_egg_chamber_slice(shape, rng=rng, optics=look, tips=tips)
+        name = f"synthetic-{seed}-{i}" + (f"-{look.tag}" if look.tag else "") + tips * "-tips"
         samples.append(TrainingSample(image, _labels(labels, structure), name=name))
     return samples
 
@@ -180,18 +192,20 @@ def train_egg_chamber_model(
     changes: Mapping[str, Any] | None = None,
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
+    tips: bool | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the recipe (both stages, or only the second from ``pretrained``).
 
     ``changes`` replaces settings of both stages' :class:`TrainConfig` (probes of the recipe,
     e.g. ``{"channel_noise": True}``); the shipped model uses none. ``structure``: the
     four-structure variant (``real`` must then hold the four classes too). ``optics``: the
-    synthetic slices' (default :func:`recipe_optics`; a probe may give others). The egg-chamber
+    synthetic slices' (default :func:`recipe_optics`; a probe may give others), ``tips`` whether
+    their chains end in a germarium (default :data:`STRUCTURE_TIPS` for ``structure``, else
+    no; see :func:`synthetic_egg_samples`). The egg-chamber
     model it returns calls a pixel foreground where the trained network gave it more than
     :data:`EGG_FOREGROUND_THRESHOLD` (:func:`shift_foreground_threshold`).
     """
-    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000, structure=structure, optics=optics)
-    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed, structure=structure, optics=optics)
+    val, synthetic = _synthetic_sets(seed, structure, optics, tips)
     if pretrained is None:
         result = yield from _pretrain(synthetic, val, seed, device, changes, structure)
         pretrained = result.model
@@ -230,11 +244,27 @@ def pretrain_egg_chamber_model(
     *,
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
+    tips: bool | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
-    val = synthetic_egg_samples(SYNTHETIC_VAL, seed + 1000, structure=structure, optics=optics)
-    synthetic = synthetic_egg_samples(SYNTHETIC_TRAIN, seed, structure=structure, optics=optics)
+    val, synthetic = _synthetic_sets(seed, structure, optics, tips)
     return (yield from _pretrain(synthetic, val, seed, device, changes, structure))
+
+
+def _synthetic_sets(
+    seed: int,
+    structure: bool,
+    optics: Optics | Sequence[Optics] | None,
+    tips: bool | None,
+) -> tuple[list[TrainingSample], list[TrainingSample]]:
+    """Return the recipe's synthetic validation and training slices."""
+    val = synthetic_egg_samples(
+        SYNTHETIC_VAL, seed + 1000, structure=structure, optics=optics, tips=tips
+    )
+    train = synthetic_egg_samples(
+        SYNTHETIC_TRAIN, seed, structure=structure, optics=optics, tips=tips
+    )
+    return val, train
 
 
 def _pretrain(

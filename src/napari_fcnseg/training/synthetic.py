@@ -114,8 +114,13 @@ def _render_plane(
     look: dict[str, float],
     dots: np.ndarray,
     fine: np.ndarray,
+    cells: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Labels, stain intensity and cytoplasm mask of the plane ``z`` (before optics and noise)."""
+    """Labels, stain intensity and cytoplasm mask of the plane ``z`` (before optics and noise).
+
+    ``cells``: a texture of densely packed cell nuclei for the germaria (chains with tips), as
+    bright as the nurse-cell nuclei; without it a germarium is textured like a follicle layer.
+    """
     best = np.full(hw, -1e9, np.float32)
     second, owner = best.copy(), np.full(hw, -1, np.int32)
     cuts = [(i, cut) for i, ch in enumerate(chambers) if (cut := cut_plane(ch, z, hw)) is not None]
@@ -142,6 +147,8 @@ def _render_plane(
         beads *= np.sin(np.pi * np.clip(depth / ch.rim, 0, 1))
         tex = np.where(depth < ch.rim, beads, dots[box])
         st[rim] = ch.brightness * look["rim"] * (0.4 + 0.8 * tex[rim])
+        if ch.germarium and cells is not None:
+            st[body] = ch.brightness * look["nuc"] * (0.3 + 0.7 * cells[box][body])
         st[inner] = ch.brightness * look["cyto"] * (0.85 + 0.2 * fine[box][inner])
         _draw_nuclei(ch, z, box, inner, lab, st, fine[box], look["nuc"])
     return labels, stain, (labels == CYTOPLASM).astype(np.float32)
@@ -155,10 +162,11 @@ def _render(
     scale: float,
     n_chains: int | None,
     optics: Optics,
+    tips: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a (Z, H, W) scene; shared by the slice and stack generators."""
     nz, h, w = shape
-    chambers = make_scene(rng, (h, w), scale, n_chains)
+    chambers = make_scene(rng, (h, w), scale, n_chains, tips)
     sz = 0.0 if nz == 1 else 1.0 / z_spacing  # textures are 3-D: consistent across planes
     dots = dot_field(rng, shape, 0.02 / scale, (1.6 * scale * sz, 1.6 * scale, 1.6 * scale))
     fine = smooth_field(rng, shape, (1.5 * sz, 1.5, 1.5))
@@ -169,8 +177,17 @@ def _render(
         "nuc": rng.uniform(1.0, 1.4),
         "bead": rng.uniform(0.9, 1.4),
     }
+    cells = None
+    if tips:  # germarium cells: about one nucleus of 3 px radius per 80 px^2
+        sigma = 2.2 * scale
+        cells = dot_field(rng, shape, 0.0125 / scale**2, (sigma * sz, sigma, sigma))
     zs = (np.arange(nz) - (nz - 1) / 2) * z_spacing
-    planes = [_render_plane(chambers, z, (h, w), look, dots[k], fine[k]) for k, z in enumerate(zs)]
+    planes = [
+        _render_plane(
+            chambers, z, (h, w), look, dots[k], fine[k], None if cells is None else cells[k]
+        )
+        for k, z in enumerate(zs)
+    ]
     labels = np.stack([p[0] for p in planes])
     stain, cyto = np.stack([p[1] for p in planes]), np.stack([p[2] for p in planes])
     image = _optics(rng, stain, cyto * (0.7 + 0.3 * fine), labels, channels, scale, optics)
@@ -236,6 +253,7 @@ def make_egg_chamber_slice(
     scale: float = 1.0,
     n_chains: int | None = None,
     optics: Optics = SHARP,
+    tips: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one confocal-like slice of egg-chamber chains and its exact labels.
 
@@ -253,6 +271,10 @@ def make_egg_chamber_slice(
         Number of chains of chambers; random (1 to 3) when None.
     optics
         PSF and glow (:class:`Optics`; default :data:`SHARP`).
+    tips
+        End each chain in an elongated germarium of densely packed cells (follicle cells only,
+        as the real ``annot_struct`` files label it) instead of ever smaller round buds; off by
+        default, so that the default slices stay as they were.
 
     Returns
     -------
@@ -262,7 +284,9 @@ def make_egg_chamber_slice(
         uint8 (H, W): 0 background, 1 follicle cells, 2 nurse-cell nuclei, 3 cytoplasm.
     """
     _check(tuple(shape), 2, channels)
-    image, labels = _render((1, *shape), 1.0, as_generator(rng), channels, scale, n_chains, optics)
+    image, labels = _render(
+        (1, *shape), 1.0, as_generator(rng), channels, scale, n_chains, optics, tips
+    )
     return image[0], labels[0]
 
 
@@ -275,6 +299,7 @@ def make_egg_chamber_stack(
     z_spacing: float = 4.0,
     n_chains: int | None = None,
     optics: Optics = SHARP,
+    tips: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a z-stack of slices through the same 3-D scene, and its exact labels.
 
@@ -294,6 +319,8 @@ def make_egg_chamber_stack(
         Number of chains of chambers; random (1 to 3) when None.
     optics
         PSF and glow (:class:`Optics`; default :data:`SHARP`).
+    tips
+        Chains end in an elongated germarium (:func:`make_egg_chamber_slice`).
 
     Returns
     -------
@@ -304,4 +331,6 @@ def make_egg_chamber_stack(
     """
     _check(tuple(shape), 3, channels)
     nz, h, w = shape
-    return _render((nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains, optics)
+    return _render(
+        (nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains, optics, tips
+    )
