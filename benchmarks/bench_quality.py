@@ -262,6 +262,7 @@ def structure(
     optics: tuple[synthetic.Optics, ...] | None = None,
     changes: dict | None = None,
     tips: bool | None = None,
+    real_weight: int = 1,
 ) -> None:
     """Leave-one-out per-class IoU and F1 of the four-structure recipe, next to a forest."""
     names = egg_recipe.STRUCTURE_CLASS_NAMES
@@ -303,6 +304,7 @@ def structure(
                 structure=True,
                 optics=optics,
                 tips=tips,
+                real_weight=real_weight,
             )
             result = run_to_completion(job)
             model = result.model
@@ -596,9 +598,17 @@ def main() -> None:
         help="structure part: the synthetic chains end in an elongated germarium (a probe: "
         "make_egg_chamber_slice(tips=True); give it a --tag of its own)",
     )
+    parser.add_argument(
+        "--real-weight",
+        type=int,
+        default=1,
+        help="structure part: the real slices repeated this many times more in the second "
+        "stage (a probe: egg_recipe.train_egg_chamber_model(real_weight=...); give it a --tag "
+        "of its own)",
+    )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
-    if (changes or args.look or args.tips) and args.tag == "seed0":
+    if (changes or args.look or args.tips or args.real_weight != 1) and args.tag == "seed0":
         parser.error(
             "--set, --look and --tips change the recipe: give the probe a --tag of its own"
         )
@@ -615,7 +625,16 @@ def main() -> None:
     if args.part in ("structure", "all"):
         if args.data.is_dir():
             tips = True if args.tips else None
-            structure(args.data, args.retrain, not args.skip_folds, args.tag, optics, changes, tips)
+            structure(
+                args.data,
+                args.retrain,
+                not args.skip_folds,
+                args.tag,
+                optics,
+                changes,
+                tips,
+                args.real_weight,
+            )
         else:
             print(f"skipping the structure part: {args.data} is absent")
     if args.part in ("finetune", "all"):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_fcnseg.errors import InputError
 from napari_fcnseg.training import egg_recipe as recipe
 from tests.helpers import disks
 
@@ -121,6 +122,20 @@ def test_germarium_tips_are_a_probe_and_the_names_say_so():
     assert all(np.array_equal(a.image, b.image) for a, b in zip(eggs, plain, strict=True))
     probe = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), structure=True, tips=True)
     assert all(s.name.endswith("-tips") for s in probe)
+
+
+def test_a_real_weight_repeats_the_real_slices_more(miniature):
+    stage1 = _run(recipe.pretrain_egg_chamber_model(seed=0, device="cpu")).model
+    counts = {}
+    for weight in (1, 3):
+        job = recipe.train_egg_chamber_model(
+            miniature, seed=0, device="cpu", pretrained=stage1, real_weight=weight
+        )
+        data = _run(job).model.info.provenance["data"]
+        counts[weight] = sum(not name.startswith("synthetic") for name in data)
+    assert counts[3] == 3 * counts[1] and counts[1] >= len(miniature)
+    with pytest.raises(InputError, match="real_weight"):
+        _run(recipe.train_egg_chamber_model(miniature, seed=0, device="cpu", real_weight=0))
 
 
 def test_the_egg_model_calls_foreground_only_above_the_recipes_threshold(miniature):

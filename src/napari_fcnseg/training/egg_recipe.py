@@ -193,6 +193,7 @@ def train_egg_chamber_model(
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
     tips: bool | None = None,
+    real_weight: int = 1,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the recipe (both stages, or only the second from ``pretrained``).
 
@@ -201,7 +202,9 @@ def train_egg_chamber_model(
     four-structure variant (``real`` must then hold the four classes too). ``optics``: the
     synthetic slices' (default :func:`recipe_optics`; a probe may give others), ``tips`` whether
     their chains end in a germarium (default :data:`STRUCTURE_TIPS` for ``structure``, else
-    no; see :func:`synthetic_egg_samples`). The egg-chamber
+    no; see :func:`synthetic_egg_samples`). ``real_weight``: the real slices are repeated this
+    many times more than the recipe's (a probe; 1: about as many copies as synthetic slices,
+    so that with their larger size about 60% of the crops are real). The egg-chamber
     model it returns calls a pixel foreground where the trained network gave it more than
     :data:`EGG_FOREGROUND_THRESHOLD` (:func:`shift_foreground_threshold`).
     """
@@ -209,7 +212,9 @@ def train_egg_chamber_model(
     if pretrained is None:
         result = yield from _pretrain(synthetic, val, seed, device, changes, structure)
         pretrained = result.model
-    repeats = max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
+    if real_weight < 1:
+        raise InputError(f"real_weight={real_weight!r} must be a whole number of at least 1")
+    repeats = real_weight * max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
     mixed = [*synthetic, *(list(real) * repeats)]
     config = replace(finetune_config(seed, device), **(changes or {}))
     result = yield from fit(pretrained, mixed, val, config)
