@@ -610,7 +610,8 @@ def main() -> None:
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
     if (changes or args.look or args.tips or args.real_weight != 1) and args.tag == "seed0":
         parser.error(
-            "--set, --look and --tips change the recipe: give the probe a --tag of its own"
+            "--set, --look, --tips and --real-weight change the recipe: give the probe a "
+            "--tag of its own"
         )
     optics = _look(parser, args.look) if args.look else None
     global DEVICE

@@ -65,7 +65,8 @@ EGG_OPTICS: tuple[Optics, ...] = (CONFOCAL, SHARP, CONFOCAL)
 #: densely packed cells (``make_egg_chamber_slice(tips=True)``). The real ``annot_struct`` files
 #: label the tip of a chain, up to about 50 px across, follicle cells only, and the network
 #: takes its packed nuclei for nurse-cell nuclei; but drawn so, the tips lowered every unseen
-#: slice (benchmarks/README.md, "Probe: germarium tips"), so the recipe does not draw them.
+#: slice (benchmarks/README.md, "Where the follicle cells go wrong, and four probes that did
+#: not mend it"), so the recipe does not draw them.
 STRUCTURE_TIPS = False
 #: Named looks for probes (``bench_quality.py --look NAME``).
 LOOKS: dict[str, tuple[Optics, ...]] = {
@@ -208,12 +209,12 @@ def train_egg_chamber_model(
     model it returns calls a pixel foreground where the trained network gave it more than
     :data:`EGG_FOREGROUND_THRESHOLD` (:func:`shift_foreground_threshold`).
     """
+    if real_weight < 1:  # before any training
+        raise InputError(f"real_weight={real_weight!r} must be a whole number of at least 1")
     val, synthetic = _synthetic_sets(seed, structure, optics, tips)
     if pretrained is None:
         result = yield from _pretrain(synthetic, val, seed, device, changes, structure)
         pretrained = result.model
-    if real_weight < 1:
-        raise InputError(f"real_weight={real_weight!r} must be a whole number of at least 1")
     repeats = real_weight * max(1, round(len(synthetic) / max(1, len(real)))) if real else 0
     mixed = [*synthetic, *(list(real) * repeats)]
     config = replace(finetune_config(seed, device), **(changes or {}))
