@@ -89,6 +89,7 @@ def eggs(
     tag: str = "seed0",
     changes: dict | None = None,
     optics: tuple[synthetic.Optics, ...] | None = None,
+    stalks: bool = False,
 ) -> None:
     real = egg_recipe.real_egg_samples(data)
     cache = WORK / f"pretrained_{tag}.safetensors"
@@ -99,7 +100,7 @@ def eggs(
     else:
         result = run_to_completion(
             egg_recipe.pretrain_egg_chamber_model(
-                seed=0, device="cpu", changes=changes, optics=optics
+                seed=0, device="cpu", changes=changes, optics=optics, stalks=stalks
             )
         )
         pretrained = result.model
@@ -122,7 +123,13 @@ def eggs(
             print(f"{name}: reused {fold_model}")
         else:
             job = egg_recipe.train_egg_chamber_model(
-                train, seed=0, device="cpu", pretrained=pretrained, changes=changes, optics=optics
+                train,
+                seed=0,
+                device="cpu",
+                pretrained=pretrained,
+                changes=changes,
+                optics=optics,
+                stalks=stalks,
             )
             model = run_to_completion(job).model
             save_model(model, fold_model, overwrite=True)
@@ -606,12 +613,19 @@ def main() -> None:
         "stage (a probe: egg_recipe.train_egg_chamber_model(real_weight=...); give it a --tag "
         "of its own)",
     )
+    parser.add_argument(
+        "--stalks",
+        action="store_true",
+        help="egg part: stalks of dim tissue join the synthetic chambers (a probe: "
+        "make_egg_chamber_slice(stalks=True); give it a --tag of its own)",
+    )
     args = parser.parse_args()
     changes = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.set)}
-    if (changes or args.look or args.tips or args.real_weight != 1) and args.tag == "seed0":
+    probe = changes or args.look or args.tips or args.stalks or args.real_weight != 1
+    if probe and args.tag == "seed0":
         parser.error(
-            "--set, --look, --tips and --real-weight change the recipe: give the probe a "
-            "--tag of its own"
+            "--set, --look, --tips, --stalks and --real-weight change the recipe: give the "
+            "probe a --tag of its own"
         )
     optics = _look(parser, args.look) if args.look else None
     global DEVICE
@@ -620,7 +634,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     if args.part in ("eggs", "all"):
         if args.data.is_dir():
-            eggs(args.data, args.retrain, args.tag, changes, optics)
+            eggs(args.data, args.retrain, args.tag, changes, optics, args.stalks)
         else:
             print(f"skipping the egg-chamber part: {args.data} is absent")
     if args.part in ("structure", "all"):

@@ -113,7 +113,7 @@ def test_the_structure_variant_keeps_the_four_classes(miniature):
     assert "foreground_threshold" not in result.model.info.provenance  # measured for eggs only
 
 
-def test_germarium_tips_are_a_probe_and_the_names_say_so():
+def test_germarium_tips_and_stalks_are_probes_and_the_names_say_so():
     structure = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), structure=True)
     eggs = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96))
     assert all(s.name.endswith("-tips") == recipe.STRUCTURE_TIPS for s in structure)
@@ -122,6 +122,8 @@ def test_germarium_tips_are_a_probe_and_the_names_say_so():
     assert all(np.array_equal(a.image, b.image) for a, b in zip(eggs, plain, strict=True))
     probe = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), structure=True, tips=True)
     assert all(s.name.endswith("-tips") for s in probe)
+    stalked = recipe.synthetic_egg_samples(2, seed=0, shape=(64, 96), stalks=True)
+    assert all(s.name.endswith("-stalks") for s in stalked)
 
 
 def test_a_real_weight_repeats_the_real_slices_more(miniature):

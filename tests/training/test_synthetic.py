@@ -4,10 +4,12 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_fcnseg.errors import InputError
 from napari_fcnseg.training.synthetic import (
     CLASS_NAMES,
+    CONFOCAL,
     make_brightfield_slice,
     make_egg_chamber_slice,
     make_egg_chamber_stack,
@@ -95,6 +97,37 @@ def test_tips_leave_the_default_slices_unchanged():
     b = make_egg_chamber_slice((96, 96), rng=7, tips=False)
     np.testing.assert_array_equal(a[0], b[0])
     c = make_egg_chamber_stack((3, 64, 64), rng=2, tips=True)
+    assert c[0].shape == (3, 64, 64, 3) and c[1].max() <= 3
+
+
+def _neck_brightness(image: np.ndarray, labels: np.ndarray) -> float:
+    """Mean grey level of the background in the necks between chambers (a closing's gain)."""
+    chambers = labels > 0
+    grown = ndi.binary_dilation(chambers, iterations=3)
+    necks = ndi.binary_closing(chambers, iterations=12) & ~grown
+    return float(image.max(axis=-1)[necks].mean()) if necks.any() else 0.0
+
+
+def test_stalks_fill_the_necks_with_dim_background_tissue():
+    plain, stalked, inside = [], [], []
+    for seed in range(6):
+        image, labels = make_egg_chamber_slice((384, 512), rng=seed, optics=CONFOCAL)
+        plain.append(_neck_brightness(image, labels))
+        image, labels = make_egg_chamber_slice((384, 512), rng=seed, optics=CONFOCAL, stalks=True)
+        stalked.append(_neck_brightness(image, labels))
+        inside.append(image.max(axis=-1)[labels > 0].mean())
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    # the real slices' necks hold dim tissue outside the annotated outlines (grey 13-49 against
+    # about 80 inside); without stalks the synthetic necks are as dark as the background
+    assert np.mean(stalked) > 2 * np.mean(plain) + 5
+    assert np.mean(stalked) < 0.8 * np.mean(inside)
+
+
+def test_stalks_leave_the_default_slices_unchanged():
+    a = make_egg_chamber_slice((96, 96), rng=7, tips=True)
+    b = make_egg_chamber_slice((96, 96), rng=7, tips=True, stalks=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    c = make_egg_chamber_stack((3, 64, 64), rng=2, stalks=True)
     assert c[0].shape == (3, 64, 64, 3) and c[1].max() <= 3
 
 

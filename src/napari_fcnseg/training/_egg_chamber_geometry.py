@@ -22,6 +22,9 @@ class Chamber:
     germarium: bool  # follicle cells only
     nuclei: np.ndarray  # (n, 5): z, y, x, radius, brightness
     brightness: float
+    #: Centre of the chamber this one grew from, when a stalk joins them; its radius (px).
+    link: np.ndarray | None = None
+    stalk: float = 0.0
 
 
 def _nurse_nuclei(rng: np.random.Generator, ch: Chamber) -> np.ndarray:
@@ -50,13 +53,20 @@ def _nurse_nuclei(rng: np.random.Generator, ch: Chamber) -> np.ndarray:
 
 
 def _chain(
-    rng: np.random.Generator, hw: tuple[int, int], scale: float, tips: bool = False
+    rng: np.random.Generator,
+    hw: tuple[int, int],
+    scale: float,
+    tips: bool = False,
+    stalks: bool = False,
 ) -> list[Chamber]:
     """Chambers along a gently curving path, growing in one direction from a germarium tip.
 
     ``tips``: the chain ends, where its chambers would shrink below germarium size, in one
     germarium as the real slices show it (an elongated bud of densely packed cells, labelled
     follicle cells only in ``annot_struct``) instead of ever smaller round buds.
+    ``stalks``: most neighbours are joined by a stalk of dim tissue (:attr:`Chamber.link`),
+    which fills the neck between them as the real slices show it (labelled background there),
+    and neighbours may lie a little further apart.
     """
     height, width = hw
     start = rng.uniform([0.15 * height, 0.15 * width], [0.85 * height, 0.85 * width])
@@ -65,7 +75,9 @@ def _chain(
     chambers: list[Chamber] = []
     for direction in (1, -1):
         pos, heading, b = start.copy(), heading0 + (direction < 0) * np.pi, b0
-        prev_a = None
+        prev_a, prev_b = None, b0
+        # the backward pass grows from the start chamber (made by the forward pass)
+        prev_centre = chambers[0].center if direction < 0 and chambers else None
         for _ in range(12):
             if direction < 0 and prev_a is None:
                 prev_a = b * 1.2  # the start chamber is made by the forward pass
@@ -76,7 +88,7 @@ def _chain(
             a = b * rng.uniform(1.2, 2.0) if tip else b * rng.uniform(1.0, 1.35)
             if prev_a is not None:
                 heading += rng.normal(0, 0.25)
-                gap = rng.uniform(-0.15, 0.01) * b
+                gap = rng.uniform(-0.15, 0.12 if stalks else 0.01) * b
                 pos = pos + (prev_a + a + gap) * np.array([np.sin(heading), np.cos(heading)])
             if not tip and (b > 160 * scale or b < 7 * scale):
                 break
@@ -98,11 +110,43 @@ def _chain(
             )
             if not ch.germarium:
                 ch.nuclei = _nurse_nuclei(rng, ch)
+            if stalks:  # drawn last, so that the chain without stalks stays as it was
+                joined, share = rng.random() < 0.75, rng.uniform(0.3, 0.6)
+                if joined and prev_centre is not None:
+                    ch.link, ch.stalk = prev_centre, share * min(b, prev_b)
             chambers.append(ch)
+            prev_centre, prev_b = ch.center, b
             if tip:
                 break
             prev_a, b = a, (b * growth if direction > 0 else b / growth)
     return chambers
+
+
+def cut_stalk(
+    ch: Chamber, z: float, hw: tuple[int, int]
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Bounding box and mask of the stalk from ``ch`` to its :attr:`~Chamber.link` in plane ``z``.
+
+    The stalk is a tube of radius :attr:`~Chamber.stalk` between the two centres (in 3-D); a
+    plane cuts it where it passes closer than that radius. Where it runs inside a chamber, the
+    chamber is drawn over it.
+    """
+    if ch.link is None or ch.stalk <= 0:
+        return None
+    p0, p1 = ch.center, ch.link
+    lo = np.maximum(np.floor(np.minimum(p0[1:], p1[1:]) - ch.stalk), 0).astype(int)
+    hi = np.minimum(np.ceil(np.maximum(p0[1:], p1[1:]) + ch.stalk) + 1, hw).astype(int)
+    if np.any(hi <= lo):
+        return None
+    yy, xx = np.ogrid[lo[0] : hi[0], lo[1] : hi[1]]
+    d = p1 - p0
+    t = ((yy - p0[1]) * d[1] + (xx - p0[2]) * d[2]) / max(float(d[1] ** 2 + d[2] ** 2), 1e-6)
+    t = np.clip(t, 0, 1)
+    across = (yy - p0[1] - t * d[1]) ** 2 + (xx - p0[2] - t * d[2]) ** 2
+    dz = z - (p0[0] + t * d[0])
+    mask = across + dz**2 < ch.stalk**2
+    box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    return (box, mask) if mask.any() else None
 
 
 #: A chamber cut by a plane: bounding box, depth below the surface, inner mask, polar angle.
@@ -143,10 +187,12 @@ def make_scene(
     scale: float,
     n_chains: int | None,
     tips: bool = False,
+    stalks: bool = False,
 ) -> list[Chamber]:
     """Draw 1 to 3 chains (or ``n_chains``); later chains must not run through earlier ones.
 
-    ``tips``: chains end in an elongated germarium (:func:`_chain`).
+    ``tips``: chains end in an elongated germarium; ``stalks``: neighbours are joined by
+    stalks (:func:`_chain`).
     """
     if n_chains is None:
         n_chains = 1 + int(rng.random() < 0.35) + int(rng.random() < 0.1)
@@ -154,7 +200,7 @@ def make_scene(
     for _ in range(n_chains):
         chambers += [
             ch
-            for ch in _chain(rng, hw, scale, tips)
+            for ch in _chain(rng, hw, scale, tips, stalks)
             if all(
                 np.hypot(*(ch.center[1:] - o.center[1:])) > 0.9 * (ch.axes[0] + o.axes[0])
                 for o in chambers

@@ -20,6 +20,7 @@ import math
 import os
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def synthetic_egg_samples(
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
     tips: bool | None = None,
+    stalks: bool = False,
 ) -> list[TrainingSample]:
     """``count`` synthetic RGB slices (``shape``, default :data:`SYNTHETIC_SHAPE`) with labels.
 
@@ -119,7 +121,8 @@ def synthetic_egg_samples(
     other than the generator's default, its :attr:`~.synthetic.Optics.tag` ends the name.
     ``tips``: chains end in an elongated germarium (``make_egg_chamber_slice``; the name then
     ends in ``-tips``); by default :data:`STRUCTURE_TIPS` for the four-structure slices, never
-    for the egg-chamber recipe's.
+    for the egg-chamber recipe's. ``stalks``: neighbouring chambers are joined by stalks of dim
+    tissue labelled background (a probe; the name then ends in ``-stalks``).
     """
     if tips is None:
         tips = structure and STRUCTURE_TIPS
@@ -131,8 +134,11 @@ def synthetic_egg_samples(
     samples = []
     for i in range(count):
         look = looks[i % len(looks)]
-        image, labels = make_egg_chamber_slice(shape, rng=rng, optics=look, tips=tips)
-        name = f"synthetic-{seed}-{i}" + (f"-{look.tag}" if look.tag else "") + tips * "-tips"
+        image, labels = make_egg_chamber_slice(
+            shape, rng=rng, optics=look, tips=tips, stalks=stalks
+        )
+        name = f"synthetic-{seed}-{i}" + (f"-{look.tag}" if look.tag else "")
+        name += tips * "-tips" + stalks * "-stalks"
         samples.append(TrainingSample(image, _labels(labels, structure), name=name))
     return samples
 
@@ -195,6 +201,7 @@ def train_egg_chamber_model(
     optics: Optics | Sequence[Optics] | None = None,
     tips: bool | None = None,
     real_weight: int = 1,
+    stalks: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the recipe (both stages, or only the second from ``pretrained``).
 
@@ -203,7 +210,8 @@ def train_egg_chamber_model(
     four-structure variant (``real`` must then hold the four classes too). ``optics``: the
     synthetic slices' (default :func:`recipe_optics`; a probe may give others), ``tips`` whether
     their chains end in a germarium (default :data:`STRUCTURE_TIPS` for ``structure``, else
-    no; see :func:`synthetic_egg_samples`). ``real_weight``: the real slices are repeated this
+    no; see :func:`synthetic_egg_samples`), ``stalks`` whether stalks join their chambers (a
+    probe; default no). ``real_weight``: the real slices are repeated this
     many times more than the recipe's (a probe; 1: about as many copies as synthetic slices,
     so that with their larger size about 60% of the crops are real). The egg-chamber
     model it returns calls a pixel foreground where the trained network gave it more than
@@ -211,7 +219,7 @@ def train_egg_chamber_model(
     """
     if real_weight < 1:  # before any training
         raise InputError(f"real_weight={real_weight!r} must be a whole number of at least 1")
-    val, synthetic = _synthetic_sets(seed, structure, optics, tips)
+    val, synthetic = _synthetic_sets(seed, structure, optics, tips, stalks)
     if pretrained is None:
         result = yield from _pretrain(synthetic, val, seed, device, changes, structure)
         pretrained = result.model
@@ -251,9 +259,10 @@ def pretrain_egg_chamber_model(
     structure: bool = False,
     optics: Optics | Sequence[Optics] | None = None,
     tips: bool | None = None,
+    stalks: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     """Run the synthetic-only stage alone (shared by the leave-one-out folds)."""
-    val, synthetic = _synthetic_sets(seed, structure, optics, tips)
+    val, synthetic = _synthetic_sets(seed, structure, optics, tips, stalks)
     return (yield from _pretrain(synthetic, val, seed, device, changes, structure))
 
 
@@ -262,15 +271,13 @@ def _synthetic_sets(
     structure: bool,
     optics: Optics | Sequence[Optics] | None,
     tips: bool | None,
+    stalks: bool = False,
 ) -> tuple[list[TrainingSample], list[TrainingSample]]:
     """Return the recipe's synthetic validation and training slices."""
-    val = synthetic_egg_samples(
-        SYNTHETIC_VAL, seed + 1000, structure=structure, optics=optics, tips=tips
+    look = partial(
+        synthetic_egg_samples, structure=structure, optics=optics, tips=tips, stalks=stalks
     )
-    train = synthetic_egg_samples(
-        SYNTHETIC_TRAIN, seed, structure=structure, optics=optics, tips=tips
-    )
-    return val, train
+    return look(SYNTHETIC_VAL, seed + 1000), look(SYNTHETIC_TRAIN, seed)
 
 
 def _pretrain(

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ._egg_chamber_geometry import Chamber, cut_plane, make_scene
+from ._egg_chamber_geometry import Chamber, cut_plane, cut_stalk, make_scene
 from ._noise import Seed, as_generator, dot_field, low_frequency_field, smooth_field
 from .synthetic_brightfield import make_brightfield_slice
 
@@ -132,6 +132,11 @@ def _render_plane(
         owner[box] = np.where(upd, i, owner[box])
     labels = np.zeros(hw, np.uint8)
     stain = np.zeros(hw, np.float32)
+    for ch in chambers:  # stalks first: the chambers are drawn over them
+        if (stalk := cut_stalk(ch, z, hw)) is not None:
+            box, mask = stalk
+            level = ch.brightness * look["rim"] * look["stalk"]
+            stain[box] = np.where(mask, level * (0.5 + 0.5 * fine[box]), stain[box])
     for i, (box, depth, inner, phi) in cuts:
         ch, sec = chambers[i], second[box]
         mine = owner[box] == i
@@ -163,10 +168,11 @@ def _render(
     n_chains: int | None,
     optics: Optics,
     tips: bool = False,
+    stalks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a (Z, H, W) scene; shared by the slice and stack generators."""
     nz, h, w = shape
-    chambers = make_scene(rng, (h, w), scale, n_chains, tips)
+    chambers = make_scene(rng, (h, w), scale, n_chains, tips, stalks)
     sz = 0.0 if nz == 1 else 1.0 / z_spacing  # textures are 3-D: consistent across planes
     dots = dot_field(rng, shape, 0.02 / scale, (1.6 * scale * sz, 1.6 * scale, 1.6 * scale))
     fine = smooth_field(rng, shape, (1.5 * sz, 1.5, 1.5))
@@ -181,6 +187,8 @@ def _render(
     if tips:  # germarium cells: about one nucleus of 3 px radius per 80 px^2
         sigma = 2.2 * scale
         cells = dot_field(rng, shape, 0.0125 / scale**2, (sigma * sz, sigma, sigma))
+    # stalk tissue: dimmer than the follicle layer (drawn last: the default stream is kept)
+    look["stalk"] = rng.uniform(0.12, 0.35) if stalks else 0.0
     zs = (np.arange(nz) - (nz - 1) / 2) * z_spacing
     planes = [
         _render_plane(
@@ -254,6 +262,7 @@ def make_egg_chamber_slice(
     n_chains: int | None = None,
     optics: Optics = SHARP,
     tips: bool = False,
+    stalks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one confocal-like slice of egg-chamber chains and its exact labels.
 
@@ -275,6 +284,10 @@ def make_egg_chamber_slice(
         End each chain in an elongated germarium of densely packed cells (follicle cells only,
         as the real ``annot_struct`` files label it) instead of ever smaller round buds; off by
         default, so that the default slices stay as they were.
+    stalks
+        Join most neighbouring chambers by a stalk of dim tissue, labelled background (the
+        real slices show dim tissue in the necks between chambers, outside the annotated
+        outlines), and let neighbours lie up to 0.12 of their width apart; off by default.
 
     Returns
     -------
@@ -285,7 +298,7 @@ def make_egg_chamber_slice(
     """
     _check(tuple(shape), 2, channels)
     image, labels = _render(
-        (1, *shape), 1.0, as_generator(rng), channels, scale, n_chains, optics, tips
+        (1, *shape), 1.0, as_generator(rng), channels, scale, n_chains, optics, tips, stalks
     )
     return image[0], labels[0]
 
@@ -300,6 +313,7 @@ def make_egg_chamber_stack(
     n_chains: int | None = None,
     optics: Optics = SHARP,
     tips: bool = False,
+    stalks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw a z-stack of slices through the same 3-D scene, and its exact labels.
 
@@ -321,6 +335,8 @@ def make_egg_chamber_stack(
         PSF and glow (:class:`Optics`; default :data:`SHARP`).
     tips
         Chains end in an elongated germarium (:func:`make_egg_chamber_slice`).
+    stalks
+        Neighbouring chambers joined by stalks (:func:`make_egg_chamber_slice`).
 
     Returns
     -------
@@ -332,5 +348,5 @@ def make_egg_chamber_stack(
     _check(tuple(shape), 3, channels)
     nz, h, w = shape
     return _render(
-        (nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains, optics, tips
+        (nz, h, w), z_spacing, as_generator(rng), channels, scale, n_chains, optics, tips, stalks
     )
